@@ -1,0 +1,87 @@
+"""Events a ServerConnection hands to its owner: frozen, slotted, comparable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of everything next_event() returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeComplete(Event):
+    complex_digest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(Event):
+    """`connect` was answered with NetConnection.Connect.Success."""
+
+    app: str
+    tc_url: str
+    flash_ver: str
+    properties: dict[str, Any] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequested(Event):
+    """A `publish` waits for accept_publish() or reject_publish(); reading pauses until then."""
+
+    stream_id: int
+    stream_name: str
+    publish_type: str
+    app: str
+
+    def __repr__(self) -> str:
+        # The stream name is the secret key: never print it.
+        return f"PublishRequested(stream_id={self.stream_id}, app={self.app!r}, name=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRequested(Event):
+    stream_id: int
+    stream_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata(Event):
+    stream_id: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioData(Event):
+    stream_id: int
+    timestamp: int
+    payload: bytes | bytearray = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoData(Event):
+    stream_id: int
+    timestamp: int
+    payload: bytes | bytearray = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishEnded(Event):
+    """FCUnpublish, closeStream or deleteStream ended the publish on this stream."""
+
+    stream_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PingResponse(Event):
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnhandledCommand(Event):
+    """A command we do not act on; reported for the log, not an error."""
+
+    name: str
+    stream_id: int
