@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -258,10 +259,16 @@ class RtmpServer:
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(
+        self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Listen on host:port, or on an already bound socket; returns the bound address."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: RtmpSession(self), host, port,
-                                                reuse_address=True)
+        if sock is not None:
+            self._server = await loop.create_server(lambda: RtmpSession(self), sock=sock)
+        else:
+            self._server = await loop.create_server(lambda: RtmpSession(self), host, port,
+                                                    reuse_address=True)
         self._sweeper = loop.create_task(self._sweep())
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]

@@ -1,0 +1,260 @@
+"""The composition root: store, hub, RTMP listener and HTTP app on one event loop.
+
+Start-up order is store -> hub -> HTTP -> RTMP (publishers are let in last,
+once everything they feed exists); shutdown runs the other way round and ends
+every playlist with ENDLIST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from hls.http import add_hls_routes
+
+from control_api.app import API_PREFIX, create_api_app
+from control_api.auth_webhook import AuthWebhook
+from control_api.store import ChannelStore, StoreError, open_store
+from control_api.urls import PublicUrls
+from control_api.webhooks import WebhookSender
+from rtmp.server import RtmpServer
+
+from .config import Config
+from .hub import HubEvent, HubSettings, StreamHub
+from .ingest import IngestPolicy
+
+log = logging.getLogger("mediaserver")
+
+TOKEN_FILENAME = "api_token"
+DEMO_CHANNEL = "demo"
+# Online status in a shared store lapses unless refreshed: a crashed node's
+# streams stop showing as live within this long.
+ONLINE_TTL_SECONDS = 30.0
+ONLINE_REFRESH_SECONDS = 10.0
+
+HUB_KEY = web.AppKey("hub", StreamHub)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstStart:
+    """What a first start created, to be shown once to the operator."""
+
+    demo_key: str | None
+    token_generated: bool
+
+
+def load_or_create_token(config: Config) -> tuple[str, bool]:
+    """The API token: configured, or kept in the data directory (created 0600 once)."""
+    if config.api_token:
+        return config.api_token, False
+    path = config.data_dir / TOKEN_FILENAME
+    if path.exists():
+        return path.read_text().strip(), False
+    token = secrets.token_urlsafe(32)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token, True
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket; port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def public_urls(config: Config, rtmp_port: int, http_port: int) -> PublicUrls:
+    host = config.url_host
+    return PublicUrls(
+        rtmp_base=f"rtmp://{host}:{rtmp_port}/{config.app}",
+        http_base=f"http://{host}:{http_port}",
+    )
+
+
+class MediaServer:
+    """Owns every long-lived part; start() and stop() are the whole lifecycle."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.hub = StreamHub(
+            HubSettings(
+                segment_duration=config.segment_duration,
+                playlist_size=config.playlist_size,
+                grace_period=config.grace_period,
+                duplicate_publish=config.duplicate_publish,
+                max_stream_memory=config.max_stream_memory,
+            )
+        )
+        self.store: ChannelStore | None = None
+        self.token = ""
+        self.rtmp: RtmpServer | None = None
+        self.rtmp_address: tuple[str, int] = ("", 0)
+        self.http_address: tuple[str, int] = ("", 0)
+        self.urls: PublicUrls | None = None
+        self.first_start = FirstStart(None, False)
+        self._runner: web.AppRunner | None = None
+        self._auth_webhook: AuthWebhook | None = None
+        self._webhooks: WebhookSender | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._node = f"{os.uname().nodename}:{os.getpid()}"
+
+    async def start(self) -> None:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(config.store, config.data_dir)
+        self.token, token_generated = load_or_create_token(config)
+        demo_key = await self._ensure_demo_channel()
+        self.first_start = FirstStart(demo_key, token_generated)
+        if config.auth_webhook:
+            self._auth_webhook = AuthWebhook(config.auth_webhook)
+        if config.webhook:
+            self._webhooks = WebhookSender(config.webhook, config.webhook_secret or self.token)
+            await self._webhooks.start()
+        self.hub.listeners.append(self._on_hub_event)
+        self.hub.start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_online())
+
+        # Bind both sockets first so the public URLs (with real ports) exist before the
+        # apps that hand them out; serve HTTP, then let publishers in last.
+        http_sock = bind_tcp(*config.http)
+        rtmp_sock = bind_tcp(*config.rtmp)
+        self.http_address = http_sock.getsockname()[:2]
+        self.rtmp_address = rtmp_sock.getsockname()[:2]
+        self.urls = public_urls(config, self.rtmp_address[1], self.http_address[1])
+        self._runner = web.AppRunner(self.build_http_app(), access_log=None,
+                                     handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, http_sock).start()
+        self.rtmp = RtmpServer(
+            IngestPolicy(self.hub, self.store, config.app, self._auth_webhook),
+            max_connections=config.max_connections,
+            handshake_timeout=config.handshake_timeout,
+            idle_timeout=config.idle_timeout,
+        )
+        await self.rtmp.start(sock=rtmp_sock)
+        log.info(
+            "listening rtmp://%s:%d/%s http://%s:%d/",
+            self.rtmp_address[0], self.rtmp_address[1], config.app,
+            self.http_address[0], self.http_address[1],
+        )
+
+    def build_http_app(self) -> web.Application:
+        assert self.store is not None and self.urls is not None
+        app = web.Application(client_max_size=64 * 1024)
+        app[HUB_KEY] = self.hub
+        add_hls_routes(app, self.hub.segmenter)
+        app.add_subapp(API_PREFIX, create_api_app(self.store, self.hub, self.token, self.urls))
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "live_streams": len(self.hub.publishers())},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _ensure_demo_channel(self) -> str | None:
+        """First start with an empty store: create channel `demo` and return its key."""
+        assert self.store is not None
+        try:
+            if await self.store.list_channels():
+                return None
+            return await self.store.create_channel(DEMO_CHANNEL)
+        except StoreError as exc:
+            log.warning("could not check or create the demo channel: %s", exc)
+            return None
+
+    # ---- hub events -> store online status and webhooks -----------------------------
+
+    def _on_hub_event(self, event: HubEvent) -> None:
+        if self._webhooks is not None:
+            self._webhooks.emit(event.kind, {"channel": event.channel, "reason": event.reason})
+        if self.store is not None:
+            if event.kind == "stream.started":
+                self._spawn(self.store.mark_online(event.channel, self._node, ONLINE_TTL_SECONDS))
+            else:
+                self._spawn(self.store.mark_offline(event.channel))
+
+    def _spawn(self, coro: object) -> None:
+        async def run() -> None:
+            try:
+                await coro  # type: ignore[misc]
+            except StoreError as exc:
+                log.warning("store update failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh_online(self) -> None:
+        while True:
+            await asyncio.sleep(ONLINE_REFRESH_SECONDS)
+            assert self.store is not None
+            for publisher in self.hub.publishers():
+                try:
+                    await self.store.mark_online(publisher.channel, self._node,
+                                                 ONLINE_TTL_SECONDS)
+                except StoreError as exc:
+                    log.warning("online refresh failed channel=%s: %s", publisher.channel, exc)
+
+    # ---- shutdown -------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self.rtmp is not None:
+            await self.rtmp.close()
+        self.hub.shutdown()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._webhooks is not None:
+            await self._webhooks.close()
+        if self._auth_webhook is not None:
+            await self._auth_webhook.close()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+        log.info("stopped")
+
+
+def banner(server: MediaServer) -> str:
+    """What an operator sees at start: where to publish and play, and first-start secrets."""
+    assert server.urls is not None
+    urls = server.urls
+    lines = [
+        "",
+        f"  RTMP ingest : {urls.rtmp_url()}",
+        f"  Playback    : {urls.playback_url('CHANNEL')}",
+        f"  Dashboard   : {urls.http_base}/",
+        f"  Control API : {urls.http_base}{API_PREFIX}/ (Bearer token)",
+    ]
+    if server.first_start.demo_key:
+        lines += [
+            "",
+            f"  Channel '{DEMO_CHANNEL}' created. In OBS: Settings > Stream > Service: Custom",
+            f"    Server     : {urls.rtmp_url()}",
+            f"    Stream key : {server.first_start.demo_key}",
+            f"    Play it at : {urls.playback_url(DEMO_CHANNEL)}",
+        ]
+    if server.first_start.token_generated:
+        lines += ["", f"  API token (kept in {Path(server.config.data_dir) / TOKEN_FILENAME}): "
+                  f"{server.token}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,200 @@
+"""Server configuration: one table of options, read from flags, env, a TOML file, defaults.
+
+Precedence is flag > environment (MEDIASERVER_<NAME>) > config file > default, as
+SPEC.md says. Every option is declared once in OPTIONS; argparse, the env reader
+and the TOML reader are all built from that table so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MEDIASERVER_"
+
+
+class ConfigError(ValueError):
+    """A bad option value, with the option's name in the message."""
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be > 0, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1, got {value}")
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _optional_str(value: str) -> str | None:
+    return value or None
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # attribute name; the flag is --name-with-dashes, the env MEDIASERVER_NAME
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("rtmp", parse_hostport, "0.0.0.0:1935", "RTMP listen address (port 0: any free port)",
+           "HOST:PORT"),
+    Option("http", parse_hostport, "0.0.0.0:8080",
+           "HTTP listen address for HLS, API, metrics (port 0: any free port)", "HOST:PORT"),
+    Option("data_dir", Path, "./var", "directory for the SQLite store and the API token", "DIR"),
+    Option("store", _optional_str, None,
+           "channel store URL: sqlite:///PATH (default: under --data-dir) or redis://HOST:PORT/DB",
+           "URL"),
+    Option("segment_duration", _positive_float, 2.0, "HLS target segment duration", "SECONDS"),
+    Option("playlist_size", _positive_int, 6, "segments in the rolling playlist window", "N"),
+    Option("grace_period", _non_negative_float, 30.0,
+           "how long a dropped publisher may come back into the same playlist", "SECONDS"),
+    Option("duplicate_publish", _choice("takeover", "reject"), "takeover",
+           "what a second publisher with a valid key does to a live channel",
+           "takeover|reject"),
+    Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level",
+           "LEVEL"),
+    Option("public_host", _optional_str, None,
+           "host name put in printed and API URLs (default: the listen host, or localhost)",
+           "HOST"),
+    Option("app", str, "live", "RTMP application name publishers connect to", "NAME"),
+    Option("api_token", _optional_str, None,
+           "bearer token for the control API (default: generated into the data dir)", "TOKEN"),
+    Option("auth_webhook", _optional_str, None,
+           "URL the server POSTs {app, stream_key, client_ip} to, instead of the store", "URL"),
+    Option("webhook", _optional_str, None, "URL that receives stream.started/ended events",
+           "URL"),
+    Option("webhook_secret", _optional_str, None,
+           "HMAC-SHA256 secret for webhook signatures (default: the API token)", "SECRET"),
+    Option("max_connections", _positive_int, 1000, "cap on open RTMP connections", "N"),
+    Option("idle_timeout", _positive_float, 20.0, "close a publisher silent for this long",
+           "SECONDS"),
+    Option("handshake_timeout", _positive_float, 10.0,
+           "close a connection that has not published within this long", "SECONDS"),
+    Option("max_stream_memory", _positive_int, 64 * 1024 * 1024,
+           "cap on HLS bytes held in memory per stream", "BYTES"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    rtmp: tuple[str, int]
+    http: tuple[str, int]
+    data_dir: Path
+    store: str | None
+    segment_duration: float
+    playlist_size: int
+    grace_period: float
+    duplicate_publish: str
+    log_level: str
+    public_host: str | None
+    app: str
+    api_token: str | None
+    auth_webhook: str | None
+    webhook: str | None
+    webhook_secret: str | None
+    max_connections: int
+    idle_timeout: float
+    handshake_timeout: float
+    max_stream_memory: int
+
+    def replace(self, **changes: Any) -> Config:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+    @property
+    def url_host(self) -> str:
+        """Host for URLs given to people: explicit, else the bound host unless it is a wildcard."""
+        if self.public_host:
+            return self.public_host
+        host = self.http[0]
+        return "localhost" if host in ("0.0.0.0", "::", "") else host
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option as a flag; defaults are None so that env and file can fill gaps."""
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="TOML config file (keys as the flags, with _ or -)")
+    for option in OPTIONS:
+        env = ENV_PREFIX + option.name.upper()
+        parser.add_argument(
+            "--" + option.name.replace("_", "-"),
+            dest=option.name,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [env {env}; default {option.default}]",
+        )
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Config:
+    """Merge the four sources; raise ConfigError naming the bad option."""
+    flags = flags or {}
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        known = {o.name for o in OPTIONS}
+        for key, value in raw.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"unknown key {key!r} in {config_file}")
+            file_values[name] = value
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        source, raw_value = "default", option.default
+        env_value = env.get(ENV_PREFIX + option.name.upper())
+        if flags.get(option.name) is not None:
+            source, raw_value = "--" + option.name.replace("_", "-"), flags[option.name]
+        elif env_value is not None:
+            source, raw_value = ENV_PREFIX + option.name.upper(), env_value
+        elif option.name in file_values:
+            source, raw_value = "config file", file_values[option.name]
+        try:
+            values[option.name] = None if raw_value is None else option.parse(str(raw_value))
+        except ValueError as exc:
+            raise ConfigError(f"bad value for {option.name} (from {source}): {exc}") from exc
+    return Config(**values)

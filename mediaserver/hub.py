@@ -1,0 +1,272 @@
+"""The stream hub: the one owner of which channel is live, with which publisher and playlist.
+
+Every state change (publish, takeover, unpublish, kick, grace expiry) happens
+here, synchronously on the event loop, so there is no second copy of the truth
+to race with. Each channel's HLS segmenter is a reader behind a bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from control_api.live import StreamStats
+from hls.segmenter import Segmenter
+
+from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
+from .readers import QueuedReader
+
+log = logging.getLogger("mediaserver.hub")
+
+# How long an ended playlist (ENDLIST) stays servable before it is dropped from
+# memory: long enough for players to fetch the end of it.
+ENDED_RETENTION_SECONDS = 60.0
+SWEEP_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    segment_duration: float = 2.0
+    playlist_size: int = 6
+    grace_period: float = 30.0
+    duplicate_publish: str = "takeover"  # or "reject"
+    max_stream_memory: int = 64 * 1024 * 1024
+    ended_retention: float = ENDED_RETENTION_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class HubEvent:
+    kind: str  # "stream.started" | "stream.ended"
+    channel: str
+    reason: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a publish cannot start: description for the encoder, result for counting."""
+
+    result: str
+    description: str
+
+
+@dataclass(eq=False, slots=True)
+class LiveChannel:
+    name: str
+    segmenter: Segmenter
+    reader: QueuedReader[ReaderItem]
+    publisher: Publisher | None = None
+    left_at: float | None = None  # monotonic time the last publisher left
+    ended_at: float | None = None  # monotonic time the playlist got ENDLIST
+    periods: int = 0
+    segment_count_at_start: int = field(default=0)
+
+
+class StreamHub:
+    def __init__(
+        self,
+        settings: HubSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or HubSettings()
+        self._clock = clock
+        self.channels: dict[str, LiveChannel] = {}
+        self._blocked_until: dict[str, float] = {}
+        self.listeners: list[Callable[[HubEvent], None]] = []
+        self.readers_dropped = 0
+        self.publishes_taken_over = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ---- publishing -----------------------------------------------------------------
+
+    def refusal_for(self, channel: str) -> Refusal | None:
+        """A reason this channel cannot be published to right now, if there is one."""
+        blocked = self.blocked_for(channel)
+        if blocked > 0:
+            return Refusal(
+                "blocked", f"channel {channel} is blocked for {blocked:.0f} more seconds"
+            )
+        live = self.channels.get(channel)
+        if (
+            live is not None
+            and live.publisher is not None
+            and self.settings.duplicate_publish == "reject"
+        ):
+            return Refusal("duplicate", f"channel {channel} already has a live publisher")
+        return None
+
+    def start_publish(self, channel: str, peer: str, session: object = None) -> Publisher:
+        """Attach a new publisher; a live one is taken over (closed) first."""
+        live = self.channels.get(channel)
+        if live is None or live.ended_at is not None:
+            live = self._new_channel(channel)
+        old = live.publisher
+        publisher = Publisher(channel, peer, live.reader.offer, self._publisher_ended)
+        publisher.session = session
+        live.publisher = publisher
+        live.left_at = None
+        live.periods += 1
+        if old is not None:
+            self.publishes_taken_over += 1
+            log.info("takeover channel=%s old_peer=%s new_peer=%s", channel, old.peer, peer)
+            old.ended = True  # its end is this takeover, not a channel event
+            live.reader.offer(PublishEnded("taken over"))
+            if old.session is not None:
+                old.session.kick("another publisher took over this channel")
+        else:
+            self._emit("stream.started", channel, "publish")
+        log.info("live channel=%s peer=%s", channel, peer)
+        return publisher
+
+    def _new_channel(self, name: str) -> LiveChannel:
+        settings = self.settings
+        # The per-stream memory cap is spread over the window plus the segment being
+        # built and the recently expired ones kept for slow players.
+        segmenter = Segmenter(
+            target_duration=settings.segment_duration,
+            window=settings.playlist_size,
+            max_segment_bytes=settings.max_stream_memory // (settings.playlist_size + 3),
+            label=name,
+        )
+
+        def handle(item: ReaderItem) -> None:
+            if isinstance(item, TracksChanged):
+                segmenter.configure(item.video, item.audio)
+            elif isinstance(item, PublishEnded):
+                segmenter.publisher_gone()
+            else:
+                segmenter.push(item)
+
+        def overflow(reader: QueuedReader[ReaderItem]) -> None:
+            self.readers_dropped += 1
+            log.error("HLS segmenter of channel=%s fell behind and was dropped", name)
+
+        live = LiveChannel(name, segmenter, QueuedReader(f"hls:{name}", handle,
+                                                         on_overflow=overflow))
+        self.channels[name] = live
+        return live
+
+    def _publisher_ended(self, publisher: Publisher, reason: str) -> None:
+        live = self.channels.get(publisher.channel)
+        if live is None or live.publisher is not publisher:
+            return
+        live.publisher = None
+        live.left_at = self._clock()
+        log.info("publisher left channel=%s peer=%s reason=%s (grace %.0fs)",
+                 live.name, publisher.peer, reason, self.settings.grace_period)
+        self._emit("stream.ended", live.name, reason)
+
+    # ---- control --------------------------------------------------------------------
+
+    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
+        if block_seconds > 0:
+            self._blocked_until[channel] = self._clock() + block_seconds
+        live = self.channels.get(channel)
+        if live is None or live.publisher is None:
+            return False
+        publisher = live.publisher
+        log.info("kick channel=%s peer=%s reason=%s block=%.0fs",
+                 channel, publisher.peer, reason, block_seconds)
+        if publisher.session is not None:
+            publisher.session.kick(reason)  # ends the publisher through on_end
+        if not publisher.ended:
+            publisher.on_end(reason)
+        return True
+
+    def blocked_for(self, channel: str) -> float:
+        until = self._blocked_until.get(channel)
+        if until is None:
+            return 0.0
+        remaining = until - self._clock()
+        if remaining <= 0:
+            del self._blocked_until[channel]
+            return 0.0
+        return remaining
+
+    # ---- queries --------------------------------------------------------------------
+
+    def segmenter(self, channel: str) -> Segmenter | None:
+        live = self.channels.get(channel)
+        return live.segmenter if live is not None else None
+
+    def is_live(self, channel: str) -> bool:
+        live = self.channels.get(channel)
+        return live is not None and live.publisher is not None
+
+    def publishers(self) -> list[Publisher]:
+        return [c.publisher for c in self.channels.values() if c.publisher is not None]
+
+    def live_streams(self) -> list[StreamStats]:
+        target = self.settings.segment_duration
+        out = []
+        for publisher in self.publishers():
+            stats = publisher.stats
+            fps = stats.fps()
+            out.append(
+                StreamStats(
+                    channel=publisher.channel,
+                    publisher=publisher.peer,
+                    started_at=stats.started_at,
+                    video_codec=stats.video_codec,
+                    width=stats.width,
+                    height=stats.height,
+                    fps=round(fps, 2) if fps is not None else None,
+                    bitrate_bps=round(stats.bitrate_bps()),
+                    keyframe_interval=stats.keyframe_interval,
+                    audio_codec=stats.audio_codec,
+                    sample_rate=stats.sample_rate,
+                    audio_channels=stats.audio_channels,
+                    warnings=stats.warnings(target),
+                )
+            )
+        return sorted(out, key=lambda s: s.channel)
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """End playlists whose publisher did not come back in time; forget old ones."""
+        now = self._clock()
+        for name, live in list(self.channels.items()):
+            if live.publisher is None and live.ended_at is None and live.left_at is not None:
+                if now - live.left_at >= self.settings.grace_period:
+                    live.reader.flush()
+                    live.segmenter.end()
+                    live.ended_at = now
+                    log.info("playlist ended channel=%s (grace period over)", name)
+            elif live.ended_at is not None and now - live.ended_at >= self.settings.ended_retention:
+                del self.channels[name]
+                log.info("playlist dropped from memory channel=%s", name)
+
+    async def run_sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("hub sweep failed")
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self.run_sweeper())
+
+    def shutdown(self) -> None:
+        """Close every publisher and end every playlist (ENDLIST)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for live in list(self.channels.values()):
+            if live.publisher is not None:
+                self.kick(live.name, "server shutting down")
+            live.reader.flush()
+            if live.ended_at is None:
+                live.segmenter.end()
+                live.ended_at = self._clock()
+
+    def _emit(self, kind: str, channel: str, reason: str) -> None:
+        event = HubEvent(kind, channel, reason, time.time())
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("hub listener failed on %s", kind)

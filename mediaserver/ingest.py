@@ -1,0 +1,72 @@
+"""Who may publish: the server's IngestPolicy, from stream key to channel to hub.
+
+The key is looked up in the channel store (or asked of the platform's auth
+webhook); a store that cannot be reached refuses the publish with a clear
+reason (fail closed). The key itself never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from control_api.auth_webhook import AuthWebhook
+from control_api.store import ChannelStore, StoreUnavailable
+from rtmp.events import PublishRequested
+from rtmp.server import PublishAccepted, PublishRejected, RtmpSession
+
+from .hub import StreamHub
+
+log = logging.getLogger("mediaserver.ingest")
+
+
+class IngestPolicy:
+    def __init__(
+        self,
+        hub: StreamHub,
+        store: ChannelStore,
+        app: str = "live",
+        auth_webhook: AuthWebhook | None = None,
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.app = app
+        self.auth_webhook = auth_webhook
+
+    async def authorize(
+        self, session: RtmpSession, request: PublishRequested
+    ) -> PublishAccepted | PublishRejected:
+        if request.app != self.app:
+            return PublishRejected(
+                f"unknown application {request.app!r}: publish to rtmp://HOST/{self.app}",
+                result="bad_app",
+            )
+        channel = await self._channel_for(session, request)
+        if isinstance(channel, PublishRejected):
+            return channel
+        refusal = self.hub.refusal_for(channel)
+        if refusal is not None:
+            return PublishRejected(refusal.description, result=refusal.result)
+        publisher = self.hub.start_publish(channel, session.peer, session)
+        return PublishAccepted(publisher, channel)
+
+    async def _channel_for(
+        self, session: RtmpSession, request: PublishRequested
+    ) -> str | PublishRejected:
+        if self.auth_webhook is not None:
+            client_ip = session.peer.rsplit(":", 1)[0]
+            decision = await self.auth_webhook.authorize(request.app, request.stream_name,
+                                                         client_ip)
+            if not decision.allowed or decision.channel is None:
+                return PublishRejected(f"publish denied: {decision.reason}", result="bad_key")
+            return decision.channel
+        try:
+            channel = await self.store.channel_for_key(request.stream_name)
+        except StoreUnavailable as exc:
+            log.warning("publish refused peer=%s: channel store unavailable: %s",
+                        session.peer, exc)
+            return PublishRejected(
+                "the stream key store is unavailable; try again shortly", result="unavailable"
+            )
+        if channel is None:
+            return PublishRejected("unknown stream key", result="bad_key")
+        return channel

@@ -1,0 +1,248 @@
+"""A live publish: FLV tag bodies in, codec configs and timestamped packets out to readers.
+
+This is the bridge between `rtmp/` (what the encoder sent) and `hls/` (what
+the segmenter wants): it parses tags, turns sequence headers into track
+configs, unwraps 32-bit RTMP timestamps into a monotonic millisecond clock,
+measures the feed, and hands each packet to the channel's readers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hls.media import MediaPacket, TrackConfig
+from rtmp.flv import (
+    AudioPacketType,
+    FlvError,
+    VideoPacketType,
+    parse_audio_specific_config,
+    parse_audio_tag,
+    parse_avc_config,
+    parse_hevc_config,
+    parse_video_tag,
+)
+
+from .feedstats import FeedStats
+
+log = logging.getLogger("mediaserver.publisher")
+
+_WRAP = 1 << 32
+_HALF_WRAP = 1 << 31
+# Codecs the HLS path carries; anything else is reported and skipped.
+VIDEO_CODECS = ("h264", "hevc")
+AUDIO_CODECS = ("aac",)
+# Audio frames (~21 ms each) to wait for a video sequence header before a feed is
+# treated as audio-only: quickly when the metadata announced no video, else ~3 s.
+AUDIO_ONLY_QUICK_FRAMES = 5
+AUDIO_ONLY_AFTER_FRAMES = 150
+
+
+@dataclass(frozen=True, slots=True)
+class TracksChanged:
+    """Reader item: the publish's tracks are (re)declared; packets that follow use them."""
+
+    video: TrackConfig | None
+    audio: TrackConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishEnded:
+    """Reader item: the publisher is gone (its period ends; the channel may outlive it)."""
+
+    reason: str
+
+
+ReaderItem = MediaPacket | TracksChanged | PublishEnded
+
+
+class _Clock:
+    """Unwraps one track's 32-bit RTMP timestamps and keeps them from going back."""
+
+    __slots__ = ("last", "offset", "raw")
+
+    def __init__(self) -> None:
+        self.raw: int | None = None
+        self.offset = 0
+        self.last: int | None = None
+
+    def unwrap(self, raw: int) -> tuple[int, bool]:
+        """(monotonic ms, whether the encoder's clock went backwards)."""
+        if self.raw is not None and raw < self.raw and self.raw - raw > _HALF_WRAP:
+            self.offset += _WRAP
+        self.raw = raw
+        value = raw + self.offset
+        if self.last is not None and value < self.last:
+            return self.last, True
+        self.last = value
+        return value, False
+
+
+class Publisher:
+    """The PublishSink of one accepted publish (see rtmp.server.PublishSink)."""
+
+    def __init__(
+        self,
+        channel: str,
+        peer: str,
+        deliver: Callable[[ReaderItem], None],
+        on_end: Callable[[Publisher, str], None],
+        stats: FeedStats | None = None,
+    ) -> None:
+        self.channel = channel
+        self.peer = peer
+        self.stats = stats or FeedStats()
+        self._deliver = deliver
+        self._on_end = on_end
+        self._video_config: TrackConfig | None = None
+        self._audio_config: TrackConfig | None = None
+        self._declared: TracksChanged | None = None
+        self._video_clock = _Clock()
+        self._audio_clock = _Clock()
+        self._expect_video = True
+        self._audio_waiting = 0
+        self.ended = False
+        self.session: Any = None  # the RtmpSession, for kicking
+
+    # ---- PublishSink ----------------------------------------------------------------
+
+    def on_metadata(self, values: dict[str, Any]) -> None:
+        self.stats.metadata = {k: v for k, v in values.items() if isinstance(v, str | int | float)}
+        # An encoder that says it has no video lets audio-only segmenting start at once.
+        self._expect_video = bool(values.get("videocodecid"))
+
+    def on_video(self, timestamp: int, payload: bytes | bytearray) -> None:
+        try:
+            tag = parse_video_tag(payload)
+        except FlvError as exc:
+            self._bad_tag("video", exc, len(payload))
+            return
+        if tag.packet_type is VideoPacketType.OTHER or tag.packet_type is VideoPacketType.METADATA:
+            self.stats.count_other(len(payload))  # command frames, extra tracks, HDR metadata
+            return
+        if tag.codec not in VIDEO_CODECS:
+            self._unsupported(tag.codec, len(payload))
+            return
+        kind = tag.packet_type
+        if kind is VideoPacketType.CODED_FRAMES:
+            dts, backwards = self._video_clock.unwrap(timestamp)
+            self.stats.count_video(len(payload), dts, tag.keyframe)
+            if backwards:
+                self.stats.backwards_timestamps += 1
+            if self._declared is None and not self._declare(video_frame=True):
+                return
+            if self._declared is not None and self._declared.video is not None:
+                pts = dts + tag.composition_time
+                self._deliver(MediaPacket("video", dts, pts if pts >= dts else dts,
+                                          tag.keyframe, tag.data))
+        elif kind is VideoPacketType.SEQUENCE_START:
+            self.stats.count_other(len(payload))
+            self._set_video_config(tag.codec, bytes(tag.data))
+        else:
+            self.stats.count_other(len(payload))
+
+    def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None:
+        try:
+            tag = parse_audio_tag(payload)
+        except FlvError as exc:
+            self._bad_tag("audio", exc, len(payload))
+            return
+        if tag.packet_type is AudioPacketType.OTHER:
+            self.stats.count_other(len(payload))
+            return
+        if tag.codec not in AUDIO_CODECS:
+            self._unsupported(tag.codec, len(payload))
+            return
+        if tag.packet_type is AudioPacketType.CODED_FRAMES:
+            dts, backwards = self._audio_clock.unwrap(timestamp)
+            self.stats.count_audio(len(payload))
+            if backwards:
+                self.stats.backwards_timestamps += 1
+            if self._declared is None and not self._declare(video_frame=False):
+                return
+            if self._declared is not None and self._declared.audio is not None:
+                self._deliver(MediaPacket("audio", dts, dts, True, tag.data))
+        elif tag.packet_type is AudioPacketType.SEQUENCE_START:
+            self.stats.count_other(len(payload))
+            self._set_audio_config(bytes(tag.data))
+        else:
+            self.stats.count_other(len(payload))
+
+    def on_end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._deliver(PublishEnded(reason))
+        self._on_end(self, reason)
+
+    # ---- configs --------------------------------------------------------------------
+
+    def _set_video_config(self, codec: str, extradata: bytes) -> None:
+        try:
+            config = parse_avc_config(extradata) if codec == "h264" else parse_hevc_config(
+                extradata
+            )
+        except FlvError as exc:
+            self._bad_tag("video sequence header", exc, len(extradata))
+            return
+        track = TrackConfig("video", codec, extradata, width=config.width, height=config.height)
+        self.stats.video_codec = codec
+        self.stats.width, self.stats.height = config.width or None, config.height or None
+        if track != self._video_config:
+            self._video_config = track
+            self._redeclare_if_started()
+
+    def _set_audio_config(self, extradata: bytes) -> None:
+        try:
+            config = parse_audio_specific_config(extradata)
+        except FlvError as exc:
+            self._bad_tag("AAC sequence header", exc, len(extradata))
+            return
+        track = TrackConfig("audio", "aac", extradata, sample_rate=config.sample_rate,
+                            channels=config.channels)
+        self.stats.audio_codec = "aac"
+        self.stats.sample_rate = config.sample_rate
+        self.stats.audio_channels = config.channels
+        if track != self._audio_config:
+            self._audio_config = track
+            self._redeclare_if_started()
+
+    def _declare(self, video_frame: bool) -> bool:
+        """Declare the tracks at the first coded frame, once what is expected is known."""
+        if video_frame:
+            if self._video_config is None:
+                return False  # coded video before its avcC cannot be decoded
+        else:
+            if self._audio_config is None:
+                return False
+            self._audio_waiting += 1
+            # Audio while video is announced (or not yet ruled out) waits for it a
+            # little; a feed that never sends video becomes audio-only.
+            patience = AUDIO_ONLY_AFTER_FRAMES if self._expect_video else AUDIO_ONLY_QUICK_FRAMES
+            if self._video_config is None and self._audio_waiting < patience:
+                return False
+        self._declared = TracksChanged(self._video_config, self._audio_config)
+        self._deliver(self._declared)
+        return True
+
+    def _redeclare_if_started(self) -> None:
+        if self._declared is not None:
+            log.info("tracks changed mid-stream channel=%s peer=%s", self.channel, self.peer)
+            self._declared = TracksChanged(self._video_config, self._audio_config)
+            self._deliver(self._declared)
+
+    # ---- problems -------------------------------------------------------------------
+
+    def _bad_tag(self, what: str, exc: Exception, size: int) -> None:
+        self.stats.count_other(size)
+        log.warning("malformed %s tag dropped channel=%s peer=%s: %s",
+                    what, self.channel, self.peer, exc)
+
+    def _unsupported(self, codec: str, size: int) -> None:
+        self.stats.count_other(size)
+        if codec not in self.stats.unknown_codecs:
+            self.stats.unknown_codecs.add(codec)
+            log.warning("unsupported codec %s ignored channel=%s peer=%s",
+                        codec, self.channel, self.peer)
