@@ -1,0 +1,294 @@
+"""MediaPackets → MPEG-TS bytes with PyAV; the only module of the package that imports av.
+
+Remux only, never an encoder. FFmpeg does the byte work: its automatic
+bitstream filters (h264_mp4toannexb / hevc_mp4toannexb) turn AVCC length
+prefixes into Annex B and put SPS/PPS (VPS too for HEVC) in front of every
+IDR, and the mpegts muxer writes an ADTS header per AAC frame from the
+AudioSpecificConfig. Both need the codec config on the output stream.
+
+PyAV 18 offers no way to put extradata on a codec-less mux stream, and an
+``add_stream(name)`` stream would open an encoder. So ``TrackSet`` wraps the
+configs in a tiny in-memory FLV (exactly the sequence-header tags an RTMP
+publisher sent) and lets FFmpeg's FLV demuxer build template streams once
+per configuration; each segment's muxer copies them with
+``add_stream_from_template``, whose codec context is never opened.
+
+One ``TsMuxer`` per segment: every segment starts with PAT/PMT and a
+self-contained IDR, and a muxer never holds more than one segment.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import av.logging
+from av.container import InputContainer, OutputContainer
+from av.stream import Stream
+
+from .aac import AacConfigError, parse_audio_specific_config
+from .media import TrackConfig, TrackKind
+
+log = logging.getLogger("hls.muxer")
+
+VIDEO_CODECS = frozenset({"h264", "hevc"})
+AUDIO_CODECS = frozenset({"aac"})
+
+MILLISECOND = Fraction(1, 1000)
+# Private options of FFmpeg's mpegts muxer, set for every segment:
+# - pcr_period: a fixed PCR interval (ms). Without it the muxer guesses one from
+#   the audio frame size, which a template stream does not carry, and warns.
+# - flush_packets: hand bytes to our buffer after every packet, so the bytes of an
+#   open segment can be read (LL-HLS parts are byte ranges of the open segment).
+_TS_OPTIONS = {"pcr_period": "40", "flush_packets": "1"}
+
+_FLV_HEADER_AUDIO = 0x04
+_FLV_HEADER_VIDEO = 0x01
+_FLV_TAG_AUDIO = 8
+_FLV_TAG_VIDEO = 9
+# Legacy AVC sequence header: keyframe + codec id 7, AVCPacketType 0, composition time 0.
+_FLV_AVC_SEQUENCE_HEADER = bytes((0x17, 0x00, 0x00, 0x00, 0x00))
+# Enhanced RTMP: IsExHeader | keyframe | PacketTypeSequenceStart, then the FourCC.
+_FLV_HEVC_SEQUENCE_HEADER = bytes((0x90,)) + b"hvc1"
+# AAC, 44 kHz / 16 bit / stereo flags (FLV's fixed value for AAC), AACPacketType 0.
+_FLV_AAC_SEQUENCE_HEADER = bytes((0xAF, 0x00))
+
+
+class MuxerError(Exception):
+    """FFmpeg refused our track setup (not a bad packet: those are logged and dropped)."""
+
+
+def enable_libav_warnings() -> None:
+    """Route FFmpeg's warnings and errors to `logging` ("libav.*" loggers).
+
+    PyAV silences FFmpeg by default, which hides why a muxer refused a packet.
+    A level someone else already chose is left alone.
+    """
+    if av.logging.get_level() is None:
+        av.logging.set_level(av.logging.WARNING)
+
+
+def _flv_tag(tag_type: int, body: bytes) -> bytes:
+    # type, 24-bit size, timestamp 0 (24 + 8 bits), stream id 0 (24 bits)
+    header = bytes((tag_type,)) + len(body).to_bytes(3, "big") + bytes(7)
+    return header + body + struct.pack(">I", len(header) + len(body))
+
+
+def _sequence_header_flv(video: TrackConfig | None, audio: TrackConfig | None) -> bytes:
+    flags = (_FLV_HEADER_VIDEO if video else 0) | (_FLV_HEADER_AUDIO if audio else 0)
+    out = [b"FLV\x01", bytes((flags,)), struct.pack(">II", 9, 0)]
+    if video is not None:
+        prefix = _FLV_AVC_SEQUENCE_HEADER if video.codec == "h264" else _FLV_HEVC_SEQUENCE_HEADER
+        out.append(_flv_tag(_FLV_TAG_VIDEO, prefix + video.extradata))
+    if audio is not None:
+        out.append(_flv_tag(_FLV_TAG_AUDIO, _FLV_AAC_SEQUENCE_HEADER + audio.extradata))
+    return b"".join(out)
+
+
+def _check_video(config: TrackConfig) -> str | None:
+    """Why the muxer cannot carry this video track, or None if it can."""
+    if config.kind != TrackKind.VIDEO:
+        return f"a {config.kind!r} config was given as the video track"
+    if config.codec not in VIDEO_CODECS:
+        return f"video codec {config.codec!r} is not supported in HLS/TS here"
+    # avcC and hvcC both start with configurationVersion = 1.
+    if len(config.extradata) < 7 or config.extradata[0] != 1:
+        return f"{config.codec} sequence header is missing or not an avcC/hvcC record"
+    return None
+
+
+def _check_audio(config: TrackConfig) -> str | None:
+    """Why the muxer cannot carry this audio track, or None if it can."""
+    if config.kind != TrackKind.AUDIO:
+        return f"a {config.kind!r} config was given as the audio track"
+    if config.codec not in AUDIO_CODECS:
+        return f"audio codec {config.codec!r} is not supported in HLS/TS here"
+    try:
+        parse_audio_specific_config(config.extradata)
+    except AacConfigError as exc:
+        return f"AAC AudioSpecificConfig is unusable: {exc}"
+    return None
+
+
+class TrackSet:
+    """The tracks one configuration declares, with FFmpeg stream templates built once.
+
+    Unsupported or broken configs are dropped here with a warning, so a publish
+    with, say, MP3 audio still gets video-only segments.
+    """
+
+    __slots__ = ("_template", "_templates", "audio", "kinds", "video")
+
+    def __init__(
+        self, video: TrackConfig | None, audio: TrackConfig | None, *, label: str = ""
+    ) -> None:
+        enable_libav_warnings()
+        if video is not None and (reason := _check_video(video)) is not None:
+            log.warning("%sskipping video track: %s", _prefix(label), reason)
+            video = None
+        if audio is not None and (reason := _check_audio(audio)) is not None:
+            log.warning("%sskipping audio track: %s", _prefix(label), reason)
+            audio = None
+        self.video = video
+        self.audio = audio
+        # Declared track kinds, video first (plain strings: compared on every packet).
+        self.kinds: tuple[str, ...] = tuple(
+            str(config.kind) for config in (video, audio) if config is not None
+        )
+        self._template: InputContainer | None = None
+        self._templates: dict[str, Stream] = {}
+        if video is None and audio is None:
+            return
+        flv = _sequence_header_flv(video, audio)
+        # Probing a header-only FLV always complains (no frames to measure); that is expected.
+        with av.logging.Capture() as probe_logs:
+            try:
+                self._template = av.open(io.BytesIO(flv), format="flv")
+            except av.FFmpegError as exc:
+                raise MuxerError(f"FFmpeg rejected the track configs: {exc}") from exc
+        for _level, name, message in probe_logs:
+            log.debug("template probe [%s] %s", name, message.strip())
+        for stream in self._template.streams:
+            if stream.type in (TrackKind.VIDEO, TrackKind.AUDIO):
+                self._templates[stream.type] = stream
+        for config in (video, audio):
+            if config is None:
+                continue
+            template = self._templates.get(config.kind)
+            name = template.codec_context.name if template is not None else None
+            if name != config.codec:
+                self.close()
+                raise MuxerError(
+                    f"FFmpeg read the {config.kind} config as {name}, not {config.codec}"
+                )
+
+    def templates(self) -> Iterator[tuple[TrackConfig, Stream]]:
+        if self.video is not None:
+            yield self.video, self._templates[TrackKind.VIDEO]
+        if self.audio is not None:
+            yield self.audio, self._templates[TrackKind.AUDIO]
+
+    def close(self) -> None:
+        if self._template is not None:
+            self._template.close()
+            self._template = None
+
+
+class TsMuxer:
+    """One MPEG-TS segment being written into memory.
+
+    Timestamps are milliseconds and go through unchanged (the muxer converts
+    to 90 kHz); the caller owns the timeline. The bytes written so far can be
+    read while the segment is open (``bytes_written`` / ``read``): FFmpeg's
+    interleaver holds back at most about one frame of the other track.
+    """
+
+    __slots__ = ("_buffer", "_container", "_data", "_label", "_streams", "errors", "packets")
+
+    def __init__(self, tracks: TrackSet, *, label: str = "") -> None:
+        if not tracks.kinds:
+            raise MuxerError("a segment needs at least one track")
+        self._label = label
+        self._buffer = io.BytesIO()
+        self._data: bytes | None = None
+        self.packets = 0
+        self.errors = 0
+        container = av.open(self._buffer, "w", format="mpegts", options=dict(_TS_OPTIONS))
+        assert isinstance(container, OutputContainer)
+        self._container = container
+        self._streams: dict[str, Stream] = {}
+        try:
+            for config, template in tracks.templates():
+                stream = container.add_stream_from_template(template, opaque=True)
+                stream.time_base = MILLISECOND
+                _apply_config(stream, config)
+                self._streams[config.kind] = stream
+        except (av.FFmpegError, ValueError) as exc:
+            container.close()
+            raise MuxerError(f"cannot declare tracks: {exc}") from exc
+
+    def write(
+        self,
+        kind: str,
+        dts: int,
+        pts: int,
+        keyframe: bool,
+        data: bytes | memoryview,
+        duration: int = 0,
+    ) -> bool:
+        """Mux one frame (ms timestamps). False if FFmpeg refused it; that is logged."""
+        stream = self._streams.get(kind)
+        if stream is None or self._data is not None:
+            return False
+        packet = av.Packet(data)  # references `data`; the caller hands over immutable bytes
+        packet.stream = stream
+        packet.time_base = MILLISECOND
+        packet.dts = dts
+        packet.pts = pts
+        if duration > 0:
+            packet.duration = duration
+        packet.is_keyframe = keyframe
+        try:
+            self._container.mux_one(packet)
+        except av.FFmpegError as exc:
+            self.errors += 1
+            # The first refusal of a segment is worth a warning; a broken feed repeats it.
+            level = logging.WARNING if self.errors == 1 else logging.DEBUG
+            log.log(
+                level,
+                "%smuxer refused a packet on the %s track (dts %d ms): %s",
+                _prefix(self._label),
+                kind,
+                dts,
+                exc,
+            )
+            return False
+        self.packets += 1
+        return True
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of TS output so far (whole TS packets, ending on a frame boundary)."""
+        return len(self._data) if self._data is not None else self._buffer.tell()
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        """A copy of output bytes [start:end), also while the segment is still open."""
+        if self._data is not None:
+            return self._data[start:end]
+        with self._buffer.getbuffer() as view:
+            return bytes(view[start:end])
+
+    def close(self) -> bytes:
+        """Flush FFmpeg's queues, write the trailer and return the whole segment."""
+        if self._data is None:
+            try:
+                self._container.close()
+            except av.FFmpegError as exc:
+                self.errors += 1
+                log.warning("%smuxer failed to finish a segment: %s", _prefix(self._label), exc)
+            self._data = self._buffer.getvalue()
+            self._buffer = io.BytesIO()
+        return self._data
+
+
+def _apply_config(stream: Stream, config: TrackConfig) -> None:
+    """Set what the FLV template could not know (FLV's AAC flags always say 44.1 kHz stereo)."""
+    ctx = stream.codec_context
+    if config.kind == TrackKind.VIDEO:
+        if config.width > 0 and config.height > 0:
+            ctx.width = config.width
+            ctx.height = config.height
+        return
+    asc = parse_audio_specific_config(config.extradata)
+    ctx.sample_rate = config.sample_rate or asc.sample_rate
+    channels = config.channels or asc.channels
+    if 0 < channels <= 8:
+        ctx.layout = f"{channels}c"  # FFmpeg's default layout for that many channels
+
+
+def _prefix(label: str) -> str:
+    return f"[{label}] " if label else ""

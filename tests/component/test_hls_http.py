@@ -1,0 +1,231 @@
+"""HLS handlers through aiohttp's test client, backed by a real segmenter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from hls.http import SEGMENT_MAX_AGE, add_hls_routes
+from hls.segmenter import Segmenter
+from tests.hls_media import av_clip, playlist_entries
+
+Requests = list[tuple[str, int, str]]
+
+
+@pytest.fixture(scope="module")
+def hls_live() -> Segmenter:
+    """A channel with segments, still live (no ENDLIST)."""
+    media = av_clip()
+    segmenter = Segmenter(window=3)
+    segmenter.configure(media.video, media.audio)
+    for packet in media.packets:
+        segmenter.push(packet)
+    return segmenter
+
+
+@pytest.fixture
+def hls_requests() -> Requests:
+    return []
+
+
+@pytest.fixture
+async def hls_client(hls_live: Segmenter, hls_requests: Requests) -> AsyncIterator[TestClient]:
+    media = av_clip()
+    starting = Segmenter()
+    starting.configure(media.video, media.audio)  # publishing, no segment yet
+    channels = {"live": hls_live, "starting": starting}
+
+    def record(kind: str, status: int, client: str) -> None:
+        hls_requests.append((kind, status, client))
+
+    app = web.Application()
+    add_hls_routes(app, channels.get, on_request=record)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+def first_segment(segmenter: Segmenter) -> str:
+    return playlist_entries(segmenter.render_playlist())[0][1]
+
+
+async def test_playlist(hls_client: TestClient, hls_live: Segmenter) -> None:
+    response = await hls_client.get("/live/live/index.m3u8")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    text = await response.text()
+    assert text == hls_live.render_playlist()
+    assert text.startswith("#EXTM3U\n")
+
+
+async def test_segment(hls_client: TestClient, hls_live: Segmenter) -> None:
+    name = first_segment(hls_live)
+    response = await hls_client.get(f"/live/live/{name}")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "video/mp2t"
+    assert response.headers["Cache-Control"] == f"public, max-age={SEGMENT_MAX_AGE}, immutable"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Content-Length" in response.headers["Access-Control-Expose-Headers"]
+    assert response.headers["Accept-Ranges"] == "bytes"
+    body = await response.read()
+    assert body == hls_live.segment(name)
+    assert int(response.headers["Content-Length"]) == len(body)
+
+
+async def test_head(hls_client: TestClient, hls_live: Segmenter) -> None:
+    name = first_segment(hls_live)
+    response = await hls_client.head(f"/live/live/{name}")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "video/mp2t"
+    assert int(response.headers["Content-Length"]) == len(hls_live.segment(name) or b"")
+    assert await response.read() == b""
+    response = await hls_client.head("/live/live/index.m3u8")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert await response.read() == b""
+    response = await hls_client.head("/live/nobody/index.m3u8")
+    assert response.status == 404
+
+
+@pytest.mark.parametrize("path", ["/live/live/index.m3u8", "/live/live/seg0.ts"])
+async def test_preflight(hls_client: TestClient, path: str) -> None:
+    response = await hls_client.options(
+        path,
+        headers={
+            "Origin": "https://player.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range, x-player-session",
+        },
+    )
+    assert response.status == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert set(response.headers["Access-Control-Allow-Methods"].split(", ")) == {
+        "GET",
+        "HEAD",
+        "OPTIONS",
+    }
+    assert response.headers["Access-Control-Allow-Headers"] == "range, x-player-session"
+    assert int(response.headers["Access-Control-Max-Age"]) > 0
+
+
+async def test_preflight_without_requested_headers(hls_client: TestClient) -> None:
+    response = await hls_client.options("/live/live/index.m3u8")
+    assert response.status == 204
+    assert "Range" in response.headers["Access-Control-Allow-Headers"]
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/live/nobody/index.m3u8", "unknown channel"),
+        ("/live/nobody/seg0.ts", "unknown channel"),
+        ("/live/Live/index.m3u8", "unknown channel"),  # names are lower case
+        ("/live/-live/index.m3u8", "unknown channel"),
+        (f"/live/{'a' * 65}/index.m3u8", "unknown channel"),
+        ("/live/starting/index.m3u8", "no segments yet"),
+        ("/live/live/seg999.ts", "segment expired or unknown"),
+        ("/live/live/seg..0.ts", "segment expired or unknown"),
+    ],
+)
+async def test_not_found(hls_client: TestClient, path: str, reason: str) -> None:
+    response = await hls_client.get(path)
+    assert response.status == 404
+    assert reason in await response.text()
+    assert response.headers["Access-Control-Allow-Origin"] == "*"  # players see the real status
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_expired_segment() -> None:
+    # Two publishes through a window of 3: the first segments are gone for good.
+    media = av_clip()
+    segmenter = Segmenter(window=3)
+    for _ in range(2):
+        segmenter.configure(media.video, media.audio)
+        for packet in media.packets:
+            segmenter.push(packet)
+        segmenter.publisher_gone()
+    app = web.Application()
+    add_hls_routes(app, {"x": segmenter}.get)
+    async with TestClient(TestServer(app)) as client:
+        gone = segmenter.segment_name(0)
+        assert (await client.get(f"/live/x/{gone}")).status == 404
+        listed = first_segment(segmenter)
+        assert (await client.get(f"/live/x/{listed}")).status == 200
+
+
+async def test_range_requests(hls_client: TestClient, hls_live: Segmenter) -> None:
+    name = first_segment(hls_live)
+    data = hls_live.segment(name) or b""
+    url = f"/live/live/{name}"
+
+    response = await hls_client.get(url, headers={"Range": "bytes=0-187"})
+    assert response.status == 206
+    assert response.headers["Content-Range"] == f"bytes 0-187/{len(data)}"
+    assert await response.read() == data[:188]
+
+    response = await hls_client.get(url, headers={"Range": "bytes=-188"})
+    assert response.status == 206
+    assert await response.read() == data[-188:]
+
+    response = await hls_client.get(url, headers={"Range": f"bytes={len(data) - 10}-"})
+    assert await response.read() == data[-10:]
+
+    response = await hls_client.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert response.status == 416
+    assert response.headers["Content-Range"] == f"bytes */{len(data)}"
+
+    for ignored in ("bytes=0-1,5-6", "items=0-1", "bytes=9-3", "bytes=x-"):
+        response = await hls_client.get(url, headers={"Range": ignored})
+        assert response.status == 200
+        assert await response.read() == data
+
+
+async def test_on_request_hook_sees_every_answer(
+    hls_client: TestClient, hls_live: Segmenter, hls_requests: Requests
+) -> None:
+    await hls_client.get("/live/live/index.m3u8")
+    await hls_client.get(f"/live/live/{first_segment(hls_live)}")
+    await hls_client.get("/live/live/seg999.ts")
+    await hls_client.options("/live/live/index.m3u8")
+    assert [(kind, status) for kind, status, _ in hls_requests] == [
+        ("playlist", 200),
+        ("segment", 200),
+        ("segment", 404),
+        ("preflight", 204),
+    ]
+    assert all(client == "127.0.0.1" for _, _, client in hls_requests)
+
+
+async def test_a_failing_hook_does_not_break_serving(hls_live: Segmenter) -> None:
+    def boom(kind: str, status: int, client: str) -> None:
+        raise RuntimeError("metrics broke")
+
+    app = web.Application()
+    add_hls_routes(app, {"live": hls_live}.get, on_request=boom)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/live/live/index.m3u8")).status == 200
+
+
+async def test_ended_playlist_is_still_served() -> None:
+    media = av_clip()
+    segmenter = Segmenter()
+    segmenter.configure(media.video, media.audio)
+    for packet in media.packets:
+        segmenter.push(packet)
+    segmenter.end()
+    app = web.Application()
+    add_hls_routes(app, {"done": segmenter}.get, prefix="/hls")
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/hls/done/index.m3u8")
+        assert response.status == 200
+        assert (await response.text()).endswith("#EXT-X-ENDLIST\n")
+        assert (await client.get("/live/done/index.m3u8")).status == 404
+
+
+async def test_other_methods_are_not_allowed(hls_client: TestClient) -> None:
+    response = await hls_client.post("/live/live/index.m3u8")
+    assert response.status == 405
