@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .aac import parse_audio_specific_config
+from .continuity import ContinuityCounters
 from .media import MediaPacket, TrackConfig, TrackKind
 from .muxer import MuxerError, TrackSet, TsMuxer
 from .playlist import MediaPlaylist, PartialSegment, SegmentEntry
@@ -182,6 +183,7 @@ class Segmenter:
         self._last_segment_duration = 0.0
         self._longest_segment_duration = 0.0
         self._drops: Counter[str] = Counter()
+        self._continuity = ContinuityCounters()
 
     # ---- publisher side ---------------------------------------------------------------
 
@@ -433,7 +435,7 @@ class Segmenter:
                 [segment.first_dts + duration_ms]
                 + [last + self._frame_ms.get(kind, 0) for kind, last in self._last_dts.items()]
             )
-        data = segment.muxer.close()
+        data = self._continuity.restamp(segment.muxer.close())
         if segment.muxer.packets == 0 or not data:
             log.error("%ssegment %d came out empty: skipped", self._prefix(), segment.sequence)
             self._discontinuity_next |= segment.discontinuity

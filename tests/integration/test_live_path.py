@@ -185,3 +185,27 @@ async def test_ffmpeg_plays_the_hls_for_ten_seconds(tmp_path: Path, clip: Path) 
             await stop_process(proc)
         assert code == 0, errors
         assert errors.strip() == "", errors
+
+
+async def test_segments_concatenate_into_one_clean_stream(tmp_path: Path, clip: Path) -> None:
+    """Read as one stream (as ffmpeg's HLS demuxer does), no packet is flagged corrupt."""
+    async with running_server(tmp_path) as server, aiohttp.ClientSession() as session:
+        key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
+        url = http_url(server, "/live/cam1/index.m3u8")
+        proc = await publish(rtmp_url(server, key), clip)
+        try:
+            playlist = await wait_for(lambda: _with_segments(session, url, 3), timeout=15,
+                                      what="three segments")
+        finally:
+            await stop_process(proc)
+        joined = tmp_path / "joined.ts"
+        joined.write_bytes(b"".join([
+            await fetch_segment(session, url.rsplit("/", 1)[0], seg.uri)
+            for seg in playlist.segments[:3]
+        ]))
+    checker = await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-v", "warning", "-i", str(joined), "-f", "null", "-",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(checker.communicate(), timeout=60)
+    assert checker.returncode == 0
+    assert b"corrupt" not in stderr.lower() and b"continuity" not in stderr.lower(), stderr
