@@ -33,8 +33,9 @@ log = logging.getLogger("rtmp")
 # A handshake plus connect/createStream/publish takes a few round trips; a peer
 # that has not asked to publish after this long is a port scanner or stuck.
 HANDSHAKE_TIMEOUT = 10.0
-# A publisher that sends nothing for this long is dead (encoders send media
-# continuously, and at least pings); half-open TCP would otherwise hold the channel.
+# A publisher that sends no media for this long is dead or stuck (encoders send
+# audio and video continuously); a half-open TCP connection or a client that only
+# answers pings would otherwise hold the channel for ever.
 IDLE_TIMEOUT = 20.0
 # Open connections at once; past this, new ones are closed at accept.
 MAX_CONNECTIONS = 1000
@@ -95,6 +96,7 @@ class RtmpSession(asyncio.Protocol):
         self.stream_id = 0
         self.created_at = time.monotonic()
         self.last_activity = self.created_at
+        self.last_media = self.created_at
         self.publishing = False
         self._authorizing: asyncio.Task[None] | None = None
         self._closed = False
@@ -136,15 +138,18 @@ class RtmpSession(asyncio.Protocol):
     def _process(self) -> None:
         conn = self.conn
         sink = self.sink
+        media_seen = False
         while True:
             event = conn.next_event()
             if event is None:
                 break
             cls = type(event)
             if cls is VideoData:
+                media_seen = True
                 if sink is not None:
                     sink.on_video(event.timestamp, event.payload)  # type: ignore[attr-defined]
             elif cls is AudioData:
+                media_seen = True
                 if sink is not None:
                     sink.on_audio(event.timestamp, event.payload)  # type: ignore[attr-defined]
             elif cls is PublishRequested:
@@ -164,6 +169,8 @@ class RtmpSession(asyncio.Protocol):
                 log.info("rtmp play refused peer=%s (HLS only)", self.peer)
             elif cls is UnhandledCommand:
                 log.debug("rtmp unhandled command %s peer=%s", event.name, self.peer)  # type: ignore[attr-defined]
+        if media_seen:
+            self.last_media = self.last_activity
         self._flush()
 
     def _flush(self) -> None:
@@ -303,10 +310,11 @@ class RtmpServer:
                     log.info("rtmp handshake/publish timeout peer=%s", session.peer)
                     session.close("no publish within the handshake timeout")
                     continue
-                if now - session.last_activity > self.idle_timeout:
+                idle_since = session.last_media if session.publishing else session.last_activity
+                if now - idle_since > self.idle_timeout:
                     self.stats.idle_timeouts += 1
                     log.info("rtmp idle timeout peer=%s channel=%s", session.peer, session.channel)
-                    session.close(f"no data for {self.idle_timeout:.0f}s")
+                    session.close(f"no media for {self.idle_timeout:.0f}s")
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -1,0 +1,128 @@
+"""Malformed and hostile RTMP peers are closed and counted; a live stream never notices."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from rtmp import amf0
+from rtmp.chunk import ChunkWriter
+from rtmp.handshake import HANDSHAKE_SIZE, build_client_c0c1
+from tests.live import (
+    http_url,
+    make_clip,
+    publish,
+    rtmp_url,
+    running_server,
+    stop_process,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("media") / "clip.flv", seconds=12)
+
+
+async def open_peer(port: int, handshake: bool = True
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if handshake:
+        writer.write(build_client_c0c1())
+        await reader.readexactly(1 + 2 * HANDSHAKE_SIZE)
+        writer.write(b"\x00" * HANDSHAKE_SIZE)
+        await writer.drain()
+    return reader, writer
+
+
+async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """True once the server closes the connection (EOF or reset) within the timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+async def test_hostile_peers_are_closed_and_counted_while_a_stream_carries_on(
+    tmp_path: Path, clip: Path
+) -> None:
+    async with running_server(tmp_path, handshake_timeout=1.5, idle_timeout=2) as server, \
+            aiohttp.ClientSession() as session:
+        assert server.rtmp is not None
+        stats = server.rtmp.stats
+        key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
+        proc = await publish(rtmp_url(server, key), clip, loops=1)
+        port = server.rtmp_address[1]
+        try:
+            await wait_for(lambda: server.hub.is_live("cam1"), timeout=10, what="live")
+            segmenter = server.hub.segmenter("cam1")
+            assert segmenter is not None
+            produced_before = segmenter.segments_produced
+
+            # 1. A bad C0 version.
+            reader, writer = await open_peer(port, handshake=False)
+            writer.write(b"\x09" + b"\x00" * 1536)
+            assert await closed_by_server(reader, 3)
+            writer.close()
+
+            # 2. A message header announcing more than the maximum message size.
+            reader, writer = await open_peer(port)
+            writer.write(bytes([0x04]) + b"\x00\x00\x00" + b"\xff\xff\xff" + b"\x09"
+                         + b"\x01\x00\x00\x00" + b"\x00" * 128)
+            assert await closed_by_server(reader, 3)
+            writer.close()
+
+            # 3. Too many chunk streams.
+            reader, writer = await open_peer(port)
+            chunker = ChunkWriter()
+            writer.write(b"".join(chunker.write(csid, 18, 0, 0, b"\x05") for csid in
+                                  range(3, 200)))
+            assert await closed_by_server(reader, 3)
+            writer.close()
+
+            # 4. Garbage AMF in a command.
+            reader, writer = await open_peer(port)
+            writer.write(ChunkWriter().write(3, 20, 0, 0, b"\x02\xff\xff" + b"x" * 10))
+            assert await closed_by_server(reader, 3)
+            writer.close()
+
+            # 5. A peer that connects and then says nothing: the handshake timeout.
+            reader, writer = await open_peer(port, handshake=False)
+            assert await closed_by_server(reader, 4)
+            writer.close()
+
+            # 6. A publisher that goes quiet after publishing: the idle (no media) timeout.
+            other = await server.store.create_channel("quiet")  # type: ignore[union-attr]
+            reader, writer = await open_peer(port)
+            chunker = ChunkWriter()
+            writer.write(chunker.write(3, 20, 0, 0, amf0.encode_values(
+                "connect", 1, {"app": "live"})))
+            writer.write(chunker.write(3, 20, 0, 0, amf0.encode_values("createStream", 2, None)))
+            writer.write(chunker.write(4, 20, 1, 0, amf0.encode_values(
+                "publish", 3, None, other, "live")))
+            await wait_for(lambda: server.hub.is_live("quiet"), timeout=5, what="quiet live")
+            assert await closed_by_server(reader, 6)
+            writer.close()
+            assert not server.hub.is_live("quiet")
+
+            assert stats.protocol_errors >= 4
+            assert stats.handshake_timeouts >= 1
+            assert stats.idle_timeouts >= 1
+            # The real stream never noticed: still live, still cutting segments, still served.
+            assert server.hub.is_live("cam1")
+            await wait_for(lambda: segmenter.segments_produced >= produced_before + 2,
+                           timeout=10, what="segments after the attacks")
+            async with session.get(http_url(server, "/live/cam1/index.m3u8")) as response:
+                assert response.status == 200
+        finally:
+            await stop_process(proc)
