@@ -16,7 +16,6 @@ from aiohttp import web
 from control_api.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.live import (
     http_url,
-    make_clip,
     publish,
     rtmp_url,
     running_server,
@@ -30,10 +29,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "integration-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("media") / "clip.flv", seconds=12)
 
 
 def sent_bitrate(clip: Path) -> float:

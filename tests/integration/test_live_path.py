@@ -14,7 +14,6 @@ import pytest
 from tests.live import (
     FFMPEG,
     http_url,
-    make_clip,
     publish,
     rtmp_url,
     running_server,
@@ -25,10 +24,6 @@ from tests.m3u8 import Playlist, parse_playlist
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("media") / "clip720.flv", seconds=10)
 
 
 async def fetch_playlist(session: aiohttp.ClientSession, url: str) -> Playlist | None:

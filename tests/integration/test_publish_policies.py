@@ -13,7 +13,6 @@ from aiohttp import web
 
 from tests.live import (
     http_url,
-    make_clip,
     publish,
     rtmp_url,
     running_server,
@@ -23,10 +22,6 @@ from tests.live import (
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("media") / "clip.flv", seconds=12)
 
 
 async def test_second_publisher_takes_over_and_key_query_is_ignored(tmp_path: Path,
