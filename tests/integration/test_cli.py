@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.live import FFMPEG
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,13 +59,18 @@ def test_channel_add_json_then_list_rotate_remove(tmp_path: Path) -> None:
     assert run_cli("channel", "remove", "studio-1", data_dir=tmp_path).returncode == 1
 
 
-def test_serve_first_start_banner_healthz_and_clean_sigterm(tmp_path: Path) -> None:
+def test_serve_first_start_publish_play_and_clean_sigterm(tmp_path: Path, clip: Path) -> None:
+    """The real command (uvloop and all): banner, a real publish to the demo key, SIGTERM."""
     env = {**os.environ, "MEDIASERVER_RTMP": "127.0.0.1:0", "MEDIASERVER_HTTP": "127.0.0.1:0"}
     env.pop("MEDIASERVER_API_TOKEN", None)
+    log_path = tmp_path / "server.log"
+    data_dir = tmp_path / "data"
+    log_file = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver", "serve", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        [sys.executable, "-m", "mediaserver", "serve", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=ROOT, env=env,
     )
+    publisher: subprocess.Popen[bytes] | None = None
     try:
         assert proc.stdout is not None
         lines: list[str] = []
@@ -82,25 +89,48 @@ def test_serve_first_start_banner_healthz_and_clean_sigterm(tmp_path: Path) -> N
         assert key and playback and http_base, banner
         assert "Channel 'demo' created" in banner
         assert re.search(r"Server     : rtmp://\S+:\d+/live", banner)
-        token = (tmp_path / "api_token").read_text().strip()
+        token = (data_dir / "api_token").read_text().strip()
         assert token in banner
-        assert oct((tmp_path / "api_token").stat().st_mode & 0o777) == "0o600"
+        assert oct((data_dir / "api_token").stat().st_mode & 0o777) == "0o600"
         port = http_base.group(1).rsplit(":", 1)[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
             assert json.loads(response.read())["status"] == "ok"
+        server_url = re.search(r"Server     : (rtmp://\S+)", banner)
+        assert server_url is not None
+        publisher = subprocess.Popen(
+            [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy",
+             "-f", "flv", f"{server_url.group(1)}/{key.group(1)}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        playlist = poll_url(playback.group(1), deadline=time.monotonic() + 15)
+        assert "#EXTINF" in playlist
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        assert proc.stderr is not None
-        log = proc.stderr.read()
+        assert publisher.wait(timeout=10) is not None  # its connection was closed by us
+        log = log_path.read_text()
         assert re.search(r"listening rtmp://127\.0\.0\.1:\d+/live http://127\.0\.0\.1:\d+/", log)
+        assert "rtmp publish started" in log and "stopped" in log
         assert key.group(1) not in log  # the key is never logged
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
+        for child in (publisher, proc):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait(timeout=5)
+        log_file.close()
     # A second start finds the channel and the token: no new demo key.
     second = subprocess.run(
         [sys.executable, "-m", "mediaserver", "channel", "list", "--json",
-         "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=30, cwd=ROOT)
+         "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert [c["name"] for c in json.loads(second.stdout)] == ["demo"]
+
+
+def poll_url(url: str, deadline: float) -> str:
+    """GET url until it answers 200 (the playlist exists) or the deadline passes."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
