@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 SYSTEM_TOOLS := ffmpeg ffprobe redis-server
 APT_PACKAGES := ffmpeg redis-server
 
-.PHONY: run test setup system-deps lint bench-smoke clean
+.PHONY: run test setup system-deps browser-deps vendor lint bench-smoke clean
 
-run: setup
+run: setup vendor
 	$(VENV)/bin/mediaserver serve
 
-test: setup system-deps
+test: setup system-deps browser-deps vendor
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -33,8 +33,32 @@ system-deps:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_PACKAGES); \
 	fi
 
+# The dashboard's player: hls.js from the npm registry (version pinned in web/), copied to
+# where the server serves it. Never committed: see .gitignore.
+HLSJS := mediaserver/static/vendor/hls.min.js
+
+vendor: $(HLSJS)
+
+$(HLSJS): web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q npm; }
+	cd web && npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p $(@D)
+	cp web/node_modules/hls.js/dist/hls.min.js $@.tmp
+	cp web/node_modules/hls.js/LICENSE $(@D)/hls.js.LICENSE
+	mv $@.tmp $@
+
+# Headless Chromium and its driver for the browser tests (tests/e2e).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+		echo "installing Debian packages: chromium chromium-driver"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
+
 lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache web/node_modules mediaserver/static/vendor

@@ -17,18 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from hls.http import add_hls_routes
 
 from control_api.app import API_PREFIX, create_api_app
 from control_api.auth_webhook import AuthWebhook
 from control_api.store import ChannelStore, StoreError, open_store
 from control_api.urls import PublicUrls
 from control_api.webhooks import WebhookSender
+from hls.http import add_hls_routes
 from rtmp.server import RtmpServer
 
 from .config import Config
+from .dashboard import Dashboard
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
+from .metrics import ServerMetrics
+from .thumbnails import Thumbnailer
 
 log = logging.getLogger("mediaserver")
 
@@ -100,6 +103,9 @@ class MediaServer:
                 max_stream_memory=config.max_stream_memory,
             )
         )
+        self.thumbnails = Thumbnailer(exists=lambda name: name in self.hub.channels)
+        self.hub.tap_factories.append(self.thumbnails.tap)
+        self.metrics = ServerMetrics(self.hub, lambda: self.rtmp, lambda: self.thumbnails.stats)
         self.store: ChannelStore | None = None
         self.token = ""
         self.rtmp: RtmpServer | None = None
@@ -112,6 +118,7 @@ class MediaServer:
         self._webhooks: WebhookSender | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._stopped = False
         self._node = f"{os.uname().nodename}:{os.getpid()}"
 
     async def start(self) -> None:
@@ -156,9 +163,13 @@ class MediaServer:
 
     def build_http_app(self) -> web.Application:
         assert self.store is not None and self.urls is not None
-        app = web.Application(client_max_size=64 * 1024)
+        traffic = self.metrics.traffic
+        app = web.Application(client_max_size=64 * 1024, middlewares=[traffic.middleware])
         app[HUB_KEY] = self.hub
-        add_hls_routes(app, self.hub.segmenter)
+        add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request)
+        self.thumbnails.add_routes(app)
+        self.metrics.add_routes(app)
+        Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)
         app.add_subapp(API_PREFIX, create_api_app(self.store, self.hub, self.token, self.urls))
         app.router.add_get("/healthz", self._healthz)
         return app
@@ -216,6 +227,10 @@ class MediaServer:
     # ---- shutdown -------------------------------------------------------------------
 
     async def stop(self) -> None:
+        """Idempotent: tests and signal handlers may both call it."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._refresher is not None:
             self._refresher.cancel()
         if self.rtmp is not None:
@@ -225,6 +240,7 @@ class MediaServer:
             await asyncio.wait(set(self._tasks), timeout=2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        self.thumbnails.close()
         if self._webhooks is not None:
             await self._webhooks.close()
         if self._auth_webhook is not None:

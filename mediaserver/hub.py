@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from control_api.live import StreamStats
-from hls.segmenter import Segmenter
+from hls.segmenter import Segmenter, SegmentInfo
 
 from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
 from .readers import QueuedReader
@@ -63,6 +63,18 @@ class LiveChannel:
     ended_at: float | None = None  # monotonic time the playlist got ENDLIST
     periods: int = 0
     segment_count_at_start: int = field(default=0)
+    # Extra readers beside HLS (thumbnails): each must return at once and never raise
+    # into ingest; a slow one keeps its own bounded backlog.
+    taps: list[Callable[[ReaderItem], None]] = field(default_factory=list)
+
+    def deliver(self, item: ReaderItem) -> None:
+        """The publisher's output: the HLS reader first, then every tap."""
+        self.reader.offer(item)
+        for tap in self.taps:
+            try:
+                tap(item)
+            except Exception:
+                log.exception("tap failed on channel=%s", self.name)
 
 
 class StreamHub:
@@ -76,6 +88,10 @@ class StreamHub:
         self.channels: dict[str, LiveChannel] = {}
         self._blocked_until: dict[str, float] = {}
         self.listeners: list[Callable[[HubEvent], None]] = []
+        # Called with each new channel's name; each returns a tap for LiveChannel.taps.
+        self.tap_factories: list[Callable[[str], Callable[[ReaderItem], None]]] = []
+        # Called with (channel, segment) each time a channel publishes a segment.
+        self.segment_listeners: list[Callable[[str, SegmentInfo], None]] = []
         self.readers_dropped = 0
         self.publishes_taken_over = 0
         self._sweeper: asyncio.Task[None] | None = None
@@ -104,7 +120,7 @@ class StreamHub:
         if live is None or live.ended_at is not None:
             live = self._new_channel(channel)
         old = live.publisher
-        publisher = Publisher(channel, peer, live.reader.offer, self._publisher_ended)
+        publisher = Publisher(channel, peer, live.deliver, self._publisher_ended)
         publisher.session = session
         live.publisher = publisher
         live.left_at = None
@@ -130,6 +146,7 @@ class StreamHub:
             window=settings.playlist_size,
             max_segment_bytes=settings.max_stream_memory // (settings.playlist_size + 3),
             label=name,
+            on_segment=lambda info: self._segment_done(name, info),
         )
 
         def handle(item: ReaderItem) -> None:
@@ -146,8 +163,16 @@ class StreamHub:
 
         live = LiveChannel(name, segmenter, QueuedReader(f"hls:{name}", handle,
                                                          on_overflow=overflow))
+        live.taps.extend(factory(name) for factory in self.tap_factories)
         self.channels[name] = live
         return live
+
+    def _segment_done(self, channel: str, info: SegmentInfo) -> None:
+        for listener in self.segment_listeners:
+            try:
+                listener(channel, info)
+            except Exception:
+                log.exception("segment listener failed on channel=%s", channel)
 
     def _publisher_ended(self, publisher: Publisher, reason: str) -> None:
         live = self.channels.get(publisher.channel)
