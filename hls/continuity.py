@@ -3,9 +3,9 @@
 Each segment is muxed by its own TsMuxer, so every file's counters start at 0.
 Players that read a playlist as one transport stream (ffmpeg's HLS demuxer,
 some set-top boxes) see the jump at each boundary as packet loss and flag the
-next packet corrupt. Rewriting the 4-bit counters so each PID continues where
-the previous segment left off makes the segments one continuous stream, while
-each file still starts with PAT/PMT and decodes alone.
+next packet corrupt. Shifting each PID's 4-bit counters by the number of
+payload packets earlier segments carried on that PID makes the segments one
+continuous stream, while each file still starts with PAT/PMT and decodes alone.
 """
 
 from __future__ import annotations
@@ -14,32 +14,34 @@ import numpy as np
 
 TS_PACKET_SIZE = 188
 SYNC_BYTE = 0x47
+PID_COUNT = 1 << 13
 
 
 class ContinuityCounters:
-    """Last counter used per PID, across the segments of one channel."""
+    """Payload packets sent so far per PID, across the segments of one channel."""
 
-    __slots__ = ("_last",)
+    __slots__ = ("_sent",)
 
     def __init__(self) -> None:
-        self._last: dict[int, int] = {}
+        self._sent = np.zeros(PID_COUNT, dtype=np.int64)
 
-    def restamp(self, data: bytes) -> bytes:
-        """`data` with each PID's counters continuing from the previous call's."""
-        if not data or len(data) % TS_PACKET_SIZE:
-            return data  # not whole TS packets: leave it as the muxer made it
-        packets = np.frombuffer(bytearray(data), dtype=np.uint8).reshape(-1, TS_PACKET_SIZE)
+    def restamp(self, data: bytes | bytearray) -> bytearray:
+        """Rewrite the counters of one fresh muxer's output, in place when given a bytearray.
+
+        A fresh muxer numbers each PID's payload packets 0, 1, 2… (adaptation-only
+        packets repeat the last value), so adding the count of payload packets sent
+        on that PID before this segment continues the sequence exactly.
+        """
+        buffer = data if isinstance(data, bytearray) else bytearray(data)
+        if not buffer or len(buffer) % TS_PACKET_SIZE:
+            return buffer  # not whole TS packets: leave it as the muxer made it
+        packets = np.frombuffer(buffer, dtype=np.uint8).reshape(-1, TS_PACKET_SIZE)
         if not (packets[:, 0] == SYNC_BYTE).all():
-            return data
-        pids = ((packets[:, 1].astype(np.uint16) & 0x1F) << 8) | packets[:, 2]
-        # The counter advances only on packets that carry payload (adaptation_field_control
-        # bit 0x10); adaptation-only packets repeat the previous value.
-        advances = (packets[:, 3] & 0x10) != 0
+            return buffer
+        pids = ((packets[:, 1].astype(np.intp) & 0x1F) << 8) | packets[:, 2]
         header = packets[:, 3]
-        for pid in np.unique(pids):
-            rows = pids == pid
-            start = self._last.get(int(pid), 0xF)  # 0xF so the first payload packet gets 0
-            counters = (start + np.cumsum(advances[rows], dtype=np.int64)) & 0xF
-            header[rows] = (header[rows] & 0xF0) | counters.astype(np.uint8)
-            self._last[int(pid)] = int(counters[-1])
-        return packets.tobytes()
+        carries_payload = (header & 0x10) != 0
+        shifted = (header.astype(np.int64) + self._sent[pids]) & 0x0F
+        header[:] = (header & 0xF0) | shifted.astype(np.uint8)
+        self._sent += np.bincount(pids[carries_payload], minlength=PID_COUNT)
+        return buffer

@@ -178,6 +178,35 @@ class TrackSet:
             self._template = None
 
 
+class _SegmentSink:
+    """Where FFmpeg writes one segment: the chunks it flushes, joined once at the end.
+
+    PyAV hands each flush over as a new bytes object, so keeping the chunks avoids
+    the repeated regrow-and-copy a BytesIO does for a segment of a megabyte or more.
+    No seek(): the TS muxer never needs one, and PyAV then opens the sink as a stream.
+    """
+
+    __slots__ = ("_chunks", "size")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(data)
+        self.size += len(data)
+        return len(data)
+
+    def read(self, start: int, end: int | None) -> bytes:
+        return b"".join(self._chunks)[start:end]
+
+    def take(self) -> bytearray:
+        """Everything written, as one mutable buffer (the caller restamps it in place)."""
+        data = bytearray().join(self._chunks)
+        self._chunks = []
+        return data
+
+
 class TsMuxer:
     """One MPEG-TS segment being written into memory.
 
@@ -193,8 +222,8 @@ class TsMuxer:
         if not tracks.kinds:
             raise MuxerError("a segment needs at least one track")
         self._label = label
-        self._buffer = io.BytesIO()
-        self._data: bytes | None = None
+        self._buffer = _SegmentSink()
+        self._data: bytearray | None = None
         self.packets = 0
         self.errors = 0
         container = av.open(self._buffer, "w", format="mpegts", options=dict(_TS_OPTIONS))
@@ -253,16 +282,15 @@ class TsMuxer:
     @property
     def bytes_written(self) -> int:
         """Bytes of TS output so far (whole TS packets, ending on a frame boundary)."""
-        return len(self._data) if self._data is not None else self._buffer.tell()
+        return len(self._data) if self._data is not None else self._buffer.size
 
     def read(self, start: int = 0, end: int | None = None) -> bytes:
         """A copy of output bytes [start:end), also while the segment is still open."""
         if self._data is not None:
-            return self._data[start:end]
-        with self._buffer.getbuffer() as view:
-            return bytes(view[start:end])
+            return bytes(self._data[start:end])
+        return self._buffer.read(start, end)
 
-    def close(self) -> bytes:
+    def close(self) -> bytearray:
         """Flush FFmpeg's queues, write the trailer and return the whole segment."""
         if self._data is None:
             try:
@@ -270,8 +298,7 @@ class TsMuxer:
             except av.FFmpegError as exc:
                 self.errors += 1
                 log.warning("%smuxer failed to finish a segment: %s", _prefix(self._label), exc)
-            self._data = self._buffer.getvalue()
-            self._buffer = io.BytesIO()
+            self._data = self._buffer.take()
         return self._data
 
 

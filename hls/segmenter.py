@@ -176,8 +176,8 @@ class Segmenter:
         self._last_dts: dict[str, int] = {}
         self._frame_ms: dict[str, float] = {}
 
-        self._data: dict[str, bytes] = {}
-        self._expired: deque[tuple[str, bytes]] = deque(maxlen=RECENTLY_EXPIRED_KEPT)
+        self._data: dict[str, bytes | bytearray] = {}
+        self._expired: deque[tuple[str, bytes | bytearray]] = deque(maxlen=RECENTLY_EXPIRED_KEPT)
         self._bytes_in_window = 0
         self._segments_produced = 0
         self._last_segment_duration = 0.0
@@ -298,7 +298,7 @@ class Segmenter:
     def render_playlist(self) -> str:
         return self._playlist.render()
 
-    def segment(self, name: str) -> bytes | None:
+    def segment(self, name: str) -> bytes | bytearray | None:
         """A segment's bytes: any in the window, or one of the last few that slid out."""
         data = self._data.get(name)
         if data is not None:

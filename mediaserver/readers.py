@@ -36,6 +36,8 @@ class QueuedReader(Generic[Item]):
         self._queue: deque[Item] = deque()
         self._max_queued = max_queued
         self._scheduled = False
+        # Looked up once: asyncio.get_running_loop() costs a getpid() syscall per call.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._on_overflow = on_overflow
         self.dropped = False
         self.errors = 0
@@ -55,7 +57,10 @@ class QueuedReader(Generic[Item]):
         queue.append(item)
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._drain)
         return True
 
     @property
