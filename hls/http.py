@@ -33,7 +33,8 @@ DEFAULT_ALLOWED_HEADERS = "Range, Accept, Cache-Control, If-None-Match, If-Modif
 EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, Age, Date"
 _MAX_REQUESTED_HEADERS = 1024  # longest Access-Control-Request-Headers echoed back
 
-RequestHook = Callable[[str, int, str], None]
+# (kind, status, channel, client): client is "address user-agent", what a viewer count keys on.
+RequestHook = Callable[[str, int, str, str], None]
 
 
 def add_hls_routes(
@@ -47,7 +48,7 @@ def add_hls_routes(
     """Serve ``{prefix}/{channel}/index.m3u8`` and ``{prefix}/{channel}/{segment}.ts``.
 
     `lookup` maps a channel name to its segmenter (None: not live/unknown).
-    `on_request(kind, status, client)` sees every answer; kind is "playlist",
+    `on_request(kind, status, channel, client)` sees every answer; kind is "playlist",
     "segment" or "preflight".
     """
     handlers = _Handlers(lookup, on_request, segment_max_age)
@@ -119,8 +120,9 @@ class _Handlers:
 
     def _done(self, request: web.Request, kind: str, response: web.Response) -> web.Response:
         if self._on_request is not None:
+            client = f"{request.remote or ''} {request.headers.get('User-Agent', '')}"
             try:
-                self._on_request(kind, response.status, request.remote or "")
+                self._on_request(kind, response.status, request.match_info["channel"], client)
             except Exception:
                 log.exception("on_request hook failed")
         return response

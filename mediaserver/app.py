@@ -164,7 +164,7 @@ class MediaServer:
     def build_http_app(self) -> web.Application:
         assert self.store is not None and self.urls is not None
         traffic = self.metrics.traffic
-        app = web.Application(client_max_size=64 * 1024, middlewares=[traffic.middleware])
+        app = web.Application(client_max_size=64 * 1024)
         app[HUB_KEY] = self.hub
         add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request)
         self.thumbnails.add_routes(app)

@@ -49,7 +49,7 @@ SEGMENT_DURATION_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10
 MAX_TRACKED_CLIENTS = 50_000
 # Shortest viewer window: a playlist that has not advertised a target yet.
 MIN_VIEWER_WINDOW_SECONDS = 1.0
-_HLS_MEDIA_SUFFIXES = (".m3u8", ".ts")
+_VIEWER_KINDS = ("playlist", "segment")
 
 
 class HlsTraffic:
@@ -66,9 +66,11 @@ class HlsTraffic:
         # channel -> client -> last seen; dicts kept oldest-first for cheap pruning.
         self._seen: dict[str, dict[str, float]] = {}
 
-    def on_request(self, kind: str, status: int, client: str) -> None:
-        """The hls.http `on_request` hook: one answer of that kind and status."""
+    def on_request(self, kind: str, status: int, channel: str, client: str) -> None:
+        """The hls.http `on_request` hook: count the answer; a served fetch marks a viewer."""
         self.requests[(kind, status)] += 1
+        if status < 400 and kind in _VIEWER_KINDS:
+            self.note_viewer(channel, client)
 
     def note_viewer(self, channel: str, client: str) -> None:
         seen = self._seen.setdefault(channel, {})
@@ -95,20 +97,6 @@ class HlsTraffic:
         keep = set(channels)
         for name in [n for n in self._seen if n not in keep]:
             del self._seen[name]
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        """Notes the viewer of each successful playlist or segment fetch.
-
-        A middleware because the hls.http hook is not told the channel.
-        """
-        response: web.StreamResponse = await handler(request)
-        if response.status < 400 and request.method in ("GET", "HEAD"):
-            channel = request.match_info.get("channel")
-            if channel is not None and request.path.endswith(_HLS_MEDIA_SUFFIXES):
-                agent = request.headers.get("User-Agent", "")
-                self.note_viewer(channel, f"{request.remote or ''} {agent}")
-        return response
 
 
 class SegmentDurations:

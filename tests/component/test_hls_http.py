@@ -38,8 +38,8 @@ async def hls_client(hls_live: Segmenter, hls_requests: Requests) -> AsyncIterat
     starting.configure(media.video, media.audio)  # publishing, no segment yet
     channels = {"live": hls_live, "starting": starting}
 
-    def record(kind: str, status: int, client: str) -> None:
-        hls_requests.append((kind, status, client))
+    def record(kind: str, status: int, channel: str, client: str) -> None:
+        hls_requests.append((kind, status, channel, client))
 
     app = web.Application()
     add_hls_routes(app, channels.get, on_request=record)
@@ -191,17 +191,18 @@ async def test_on_request_hook_sees_every_answer(
     await hls_client.get(f"/live/live/{first_segment(hls_live)}")
     await hls_client.get("/live/live/seg999.ts")
     await hls_client.options("/live/live/index.m3u8")
-    assert [(kind, status) for kind, status, _ in hls_requests] == [
+    assert [(kind, status) for kind, status, _, _ in hls_requests] == [
         ("playlist", 200),
         ("segment", 200),
         ("segment", 404),
         ("preflight", 204),
     ]
-    assert all(client == "127.0.0.1" for _, _, client in hls_requests)
+    assert all(channel == "live" for _, _, channel, _ in hls_requests)
+    assert all(client.startswith("127.0.0.1 Python") for _, _, _, client in hls_requests)
 
 
 async def test_a_failing_hook_does_not_break_serving(hls_live: Segmenter) -> None:
-    def boom(kind: str, status: int, client: str) -> None:
+    def boom(kind: str, status: int, channel: str, client: str) -> None:
         raise RuntimeError("metrics broke")
 
     app = web.Application()

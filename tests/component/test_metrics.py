@@ -154,7 +154,7 @@ def test_request_counts_by_kind_and_status() -> None:
     traffic = HlsTraffic()
     for kind, status in [("playlist", 200), ("playlist", 200), ("segment", 206),
                          ("playlist", 404)]:
-        traffic.on_request(kind, status, "127.0.0.1")
+        traffic.on_request(kind, status, "cam1", "127.0.0.1 test")
     assert traffic.requests == {("playlist", 200): 2, ("segment", 206): 1, ("playlist", 404): 1}
 
 
