@@ -57,6 +57,9 @@ browser-deps:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
 
+bench-smoke: setup
+	$(PY) -m benchmarks smoke
+
 lint: setup
 	$(PY) -m ruff check .
 

@@ -1,0 +1,236 @@
+"""`python -m benchmarks run|smoke|clip`: the command line of the benchmark suite."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from . import procstats
+from .case import Case, CaseResult, Settings
+from .chunked import ChunkedClip
+from .clip import BENCH_CLIP, DEFAULT_CACHE, SMOKE_CLIP, ensure_clip
+from .flvfile import read_flv
+from .machine import machine_info
+from .pacer import DEFAULT_TICK
+from .report import markdown_table, rerender, write_results
+from .runner import run_case
+from .servers import NginxRtmp, ServerError, make_server
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCENARIOS = {
+    "publishers": ("1,10,50,100,200", "N publishers with HLS on, no viewers"),
+    "viewers": ("100,500", "one publisher, N viewers"),
+    "mixed": ("20", "N publishers, each with --viewers-per-stream viewers"),
+}
+
+
+def _ints(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,10,50: {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Load tests for the media server, side by side with nginx-rtmp.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a scenario and write results under benchmarks/results/",
+        description="Scenarios: " + "; ".join(f"{k}: {v[1]} (default N {v[0]})"
+                                              for k, v in SCENARIOS.items()))
+    run.add_argument("--server", choices=["ours", "nginx", "both"], default="both")
+    run.add_argument("--scenario", choices=sorted(SCENARIOS), default="publishers")
+    run.add_argument("--n", type=_ints, default=None,
+                     help="comma-separated N values (default per scenario)")
+    run.add_argument("--viewers-per-stream", type=int, default=20,
+                     help="viewers per publisher in the mixed scenario")
+    run.add_argument("--seconds", type=float, default=30.0, help="measured window per case")
+    run.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    run.add_argument("--profile", action="store_true",
+                     help="record our server with py-spy during each window (top functions "
+                          "go into the report)")
+    run.add_argument("--profile-native", action="store_true",
+                     help="with --profile: include C frames (PyAV/FFmpeg, uvloop)")
+    _common(run)
+
+    smoke = commands.add_parser(
+        "smoke", help="a few seconds with 2 publishers on our server: keeps the tools working",
+        description="2 publishers and 2 viewers on our server for a few seconds; exit status "
+                    "1 if anything that should have happened did not.")
+    smoke.add_argument("--seconds", type=float, default=4.0)
+    smoke.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    _common(smoke)
+
+    report = commands.add_parser("report", help="rewrite the .md and .png of JSON results")
+    report.add_argument("json", type=Path, nargs="+", help="results/<scenario>-<time>.json")
+
+    clip = commands.add_parser("clip", help="generate the cached source clips now")
+    clip.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="where generated clips are kept")
+    parser.add_argument("--clip", type=Path, default=None,
+                        help="an FLV file to replay instead of the generated clip")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="seconds over which publishers join")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds after the first segments before measuring")
+    parser.add_argument("--tick", type=float, default=DEFAULT_TICK,
+                        help="pacer tick, seconds (coarser: fewer, bigger writes)")
+    parser.add_argument("--max-lag", type=float, default=0.5,
+                        help="a publisher this many seconds behind real time fell behind")
+    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the server is pinned to")
+    parser.add_argument("--load-cpu", type=int, default=1,
+                        help="CPU this process (the load) is pinned to")
+    parser.add_argument("--segment-duration", type=float, default=None,
+                        help="HLS target for both servers (default 2; smoke 1)")
+    parser.add_argument("--ours-cmd", default=None,
+                        help="command that runs our server up to 'serve' "
+                             "(default: this python -m mediaserver serve)")
+    parser.add_argument("--ours-arg", action="append", default=[],
+                        help="extra flag for our server, e.g. --ours-arg=--log-level=warning")
+
+
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "report":
+        for path in args.json:
+            print(rerender(path))
+        return 0
+    if args.command == "clip":
+        for spec in (BENCH_CLIP, SMOKE_CLIP):
+            print(ensure_clip(spec, args.cache))
+        return 0
+    if not procstats.pin(0, args.load_cpu):
+        progress(f"CPU {args.load_cpu} not available: load generator not pinned")
+    if args.command == "smoke":
+        return _run_loop(smoke(args))
+    return _run_loop(run(args))
+
+
+def _settings(args: argparse.Namespace, seconds: float, segment: float) -> Settings:
+    return Settings(seconds=seconds, ramp=segment if args.ramp is None else args.ramp,
+                    warmup=args.warmup, tick=args.tick, max_lag=args.max_lag,
+                    segment_target=segment)
+
+
+def _load_clip(args: argparse.Namespace, smoke: bool) -> tuple[Path, ChunkedClip]:
+    path = args.clip or ensure_clip(SMOKE_CLIP if smoke else BENCH_CLIP, args.cache)
+    return path, ChunkedClip.build(read_flv(path))
+
+
+def _ours_args(args: argparse.Namespace, segment: float) -> list[str]:
+    extra = list(args.ours_arg)
+    if not any(a.startswith("--segment-duration") for a in extra):
+        extra += [f"--segment-duration={segment:g}"]
+    return extra
+
+
+async def run(args: argparse.Namespace) -> int:
+    segment = args.segment_duration or 2.0
+    clip_path, clip = _load_clip(args, smoke=False)
+    settings = _settings(args, args.seconds, segment)
+    stem = f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.profile:
+        settings = replace(settings, profile_dir=args.out / f"{stem}-profiles",
+                           profile_native=args.profile_native)
+    ns = args.n or _ints(SCENARIOS[args.scenario][0])
+    names = ["ours", "nginx"] if args.server == "both" else [args.server]
+    if "nginx" in names and (missing := NginxRtmp.available()):
+        progress(f"skipping nginx: {missing}")
+        names.remove("nginx")
+    cases = [Case(n, args.viewers_per_stream) if args.scenario == "mixed"
+             else Case(1, n) if args.scenario == "viewers" else Case(n) for n in ns]
+    machine = machine_info()
+    info: dict[str, Any] = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "clip": f"{clip_path.name}, {clip.bitrate / 1e6:.2f} Mbit/s, loop {clip.loop_seconds:g}s",
+        "server cpu": args.server_cpu,
+        "load cpu": args.load_cpu, "ours args": " ".join(_ours_args(args, segment)),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    results: list[CaseResult] = []
+    failed = False
+    # Servers alternate per case, so that both see the same background on a shared machine.
+    for case in cases:
+        for name in names:
+            server = make_server(name, args.server_cpu, _ours_args(args, segment),
+                                 shlex.split(args.ours_cmd) if args.ours_cmd else None,
+                                 segment)
+            try:
+                results.append(await run_case(server, args.scenario, case, settings, clip,
+                                              progress))
+            except (ServerError, OSError) as exc:
+                failed = True
+                progress(f"[{name} {args.scenario} {case}] failed: {exc}")
+                continue
+            md = write_results(args.out, stem, args.scenario, results, machine, info)
+    if results:
+        print(markdown_table(results))
+        print(f"\nresults: {md}")
+    return 1 if failed or not results else 0
+
+
+async def smoke(args: argparse.Namespace) -> int:
+    segment = args.segment_duration or 1.0
+    _path, clip = _load_clip(args, smoke=True)
+    settings = _settings(args, args.seconds, segment)
+    server = make_server("ours", args.server_cpu, _ours_args(args, segment),
+                         shlex.split(args.ours_cmd) if args.ours_cmd else None, segment)
+    try:
+        result = await run_case(server, "smoke", Case(2, 1), settings, clip, progress)
+    except (ServerError, OSError) as exc:
+        progress(f"smoke failed: {exc}")
+        return 1
+    problems = smoke_problems(result)
+    if args.json:
+        print(json.dumps({**asdict(result), "problems": problems}))
+    else:
+        print(markdown_table([result]))
+    for problem in problems:
+        progress(f"smoke: {problem}")
+    if problems:
+        progress(f"server log (tail):\n{server.log_tail()}")
+    return 1 if problems else 0
+
+
+def smoke_problems(result: CaseResult) -> list[str]:
+    """What a healthy smoke run must show; an empty list means it passed."""
+    checks = [
+        (result.published == result.streams, f"published {result.published}/{result.streams}"),
+        (result.behind == 0, f"{result.behind} publishers fell behind real time"),
+        (result.dropped == 0, f"{result.dropped} publishers dropped by the server"),
+        (result.server_cpu_seconds > 0, "no server CPU time measured"),
+        (result.rss_peak_mb > 0, "no server memory measured"),
+        (result.first_segment_missing == 0 and result.first_segment is not None,
+         "a publisher never got a playable segment"),
+        (result.segments_fetched > 0, "viewers fetched no segments"),
+        (result.stalls == 0, f"viewers stalled {result.stalls} times"),
+    ]
+    return [message for ok, message in checks if not ok]

@@ -1,0 +1,84 @@
+"""The benchmark tools keep working: the replayed clip is valid RTMP, and
+`python -m benchmarks smoke` runs against the real server and measures something real.
+
+The smoke run is a subprocess because the benchmark pins itself and the server to
+CPUs and starts the server as its own process, as a real benchmark run does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.chunked import ChunkedClip
+from benchmarks.clip import SMOKE_CLIP, ensure_clip
+from benchmarks.flvfile import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, read_flv
+from rtmp import amf0
+from rtmp.chunk import SET_CHUNK_SIZE, ChunkReader, ChunkWriter
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def clip_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_clip(SMOKE_CLIP, tmp_path_factory.mktemp("bench-cache"))
+
+
+def test_pre_chunked_clip_loops_with_increasing_timestamps(clip_path: Path) -> None:
+    clip = ChunkedClip.build(read_flv(clip_path))
+    loops = 3
+    wire = [ChunkWriter().write(2, SET_CHUNK_SIZE, 0, 0, struct.pack(">I", clip.chunk_size))]
+    wire += clip.head_messages(stream_id=1)
+    wire += [clip.message(i, loop, 1) for loop in range(loops) for i in range(len(clip.media))]
+    reader = ChunkReader()
+    reader.feed(b"".join(wire))
+    messages = []
+    while (msg := reader.next_message()) is not None:
+        messages.append(msg)
+    head = messages[1 : 1 + len(clip.head)]
+    media = messages[1 + len(clip.head) :]
+    assert amf0.decode_all(head[0].payload)[:2] == ["@setDataFrame", "onMetaData"]
+    assert head[0].type_id == TAG_SCRIPT and all(m.stream_id == 1 for m in head)
+    assert len(media) == loops * len(clip.media)
+    expected = [loop * clip.loop_ms + t for loop in range(loops) for t in clip.offsets_ms]
+    assert [m.timestamp for m in media] == expected
+    for type_id in (TAG_AUDIO, TAG_VIDEO):  # each track never goes backwards, across joins too
+        track = [m.timestamp for m in media if m.type_id == type_id]
+        assert track == sorted(track) and len(set(track)) == len(track)
+    for k, msg in enumerate(media):
+        tag = clip.media[k % len(clip.media)]
+        assert (msg.type_id, bytes(msg.payload)) == (tag.type_id, tag.body)
+    first_video = next(t for t in clip.media if t.type_id == TAG_VIDEO)
+    assert first_video.is_keyframe  # each loop restarts decodable
+    assert abs(clip.loop_seconds - SMOKE_CLIP.seconds) < 0.1
+
+
+def test_smoke_publishes_keeps_up_and_measures(clip_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "smoke", "--json", "--clip", str(clip_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=90,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["problems"] == []
+    assert result["published"] == result["streams"] == 2
+    assert result["refused"] == {} and result["dropped"] == 0
+    assert result["behind"] == 0 and result["max_send_lag"] < 0.5
+    # Real measurements, not placeholders.
+    assert result["server_cpu_seconds"] > 0 and result["cpu_ms_per_stream_second"] > 0
+    assert result["rss_peak_mb"] > 0
+    assert result["first_segment"]["count"] == 2 and result["first_segment"]["max"] > 0
+    assert result["segments_fetched"] > 0 and result["bytes_fetched"] > 0
+    assert result["segment_latency"]["p50"] > 0
+    assert result["stalls"] == 0
