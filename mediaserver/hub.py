@@ -17,7 +17,7 @@ from control_api.live import StreamStats
 from hls.segmenter import Segmenter, SegmentInfo
 
 from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
-from .readers import QueuedReader
+from .readers import DrainScheduler, QueuedReader
 
 log = logging.getLogger("mediaserver.hub")
 
@@ -95,6 +95,7 @@ class StreamHub:
         self.readers_dropped = 0
         self.publishes_taken_over = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._drains = DrainScheduler()
 
     # ---- publishing -----------------------------------------------------------------
 
@@ -162,7 +163,8 @@ class StreamHub:
             log.error("HLS segmenter of channel=%s fell behind and was dropped", name)
 
         live = LiveChannel(name, segmenter, QueuedReader(f"hls:{name}", handle,
-                                                         on_overflow=overflow))
+                                                         on_overflow=overflow,
+                                                         scheduler=self._drains))
         live.taps.extend(factory(name) for factory in self.tap_factories)
         self.channels[name] = live
         return live
