@@ -128,19 +128,12 @@ async def _wait_http(url: str, process: _Process) -> None:
     raise ServerError(f"{url} not answering after {START_TIMEOUT:.0f}s:\n{process.log_tail()}")
 
 
-class OurServer:
-    """`python -m mediaserver serve` on ephemeral ports; channels made through the API."""
+class _SubprocessServer:
+    """What both servers under test share: one pinned process in a temp dir, torn down whole."""
 
-    name = "ours"
-
-    def __init__(self, cpu: int | None, extra_args: list[str] | None = None,
-                 command: list[str] | None = None) -> None:
+    def __init__(self, cpu: int | None) -> None:
         self.cpu = cpu
-        self.extra_args = extra_args or []
-        # Overridable to compare another checkout or build: argv up to and including "serve".
-        self.command = command or [sys.executable, "-m", "mediaserver", "serve"]
         self.code = ""
-        self.token = secrets.token_urlsafe(24)
         self.rtmp_port = 0
         self.http_port = 0
         self.final_log = ""
@@ -151,6 +144,35 @@ class OurServer:
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid
+
+    async def stop(self) -> int | None:
+        code = await self._process.terminate() if self._process else None
+        self.final_log = self.log_tail()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        return code
+
+    def log_tail(self) -> str:
+        if self._process is None or not self._process.workdir.exists():
+            return self.final_log
+        return (self._process.log_tail() + "\n" + self._extra_log()).strip()
+
+    def _extra_log(self) -> str:
+        return ""
+
+
+class OurServer(_SubprocessServer):
+    """`python -m mediaserver serve` on ephemeral ports; channels made through the API."""
+
+    name = "ours"
+
+    def __init__(self, cpu: int | None, extra_args: list[str] | None = None,
+                 command: list[str] | None = None) -> None:
+        super().__init__(cpu)
+        self.extra_args = extra_args or []
+        # Overridable to compare another checkout or build: argv up to and including "serve".
+        self.command = command or [sys.executable, "-m", "mediaserver", "serve"]
+        self.token = secrets.token_urlsafe(24)
 
     async def start(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-ours-")
@@ -189,18 +211,6 @@ class OurServer:
                 targets.append(StreamTarget(HOST, self.rtmp_port, "live", body["stream_key"],
                                             f"{base}/live/{name}/index.m3u8"))
         return targets
-
-    async def stop(self) -> int | None:
-        code = await self._process.terminate() if self._process else None
-        self.final_log = self.log_tail()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-        return code
-
-    def log_tail(self) -> str:
-        if self._process is None or not self._process.workdir.exists():
-            return self.final_log
-        return self._process.log_tail()
 
 
 NGINX_CONFIG = """\
@@ -247,22 +257,16 @@ http {{
 """
 
 
-class NginxRtmp:
+class NginxRtmp(_SubprocessServer):
     """Debian's nginx + libnginx-mod-rtmp, one process (no master), HLS on."""
 
     name = "nginx"
 
     def __init__(self, cpu: int | None, segment_seconds: float = 2.0,
                  playlist_segments: int = 6) -> None:
-        self.cpu = cpu
+        super().__init__(cpu)
         self.segment_seconds = segment_seconds
         self.playlist_segments = playlist_segments
-        self.code = ""
-        self.rtmp_port = 0
-        self.http_port = 0
-        self.final_log = ""
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._process: _Process | None = None
 
     @staticmethod
     def available() -> str | None:
@@ -272,11 +276,6 @@ class NginxRtmp:
         if not NGINX_RTMP_MODULE.exists():
             return f"{NGINX_RTMP_MODULE} missing (apt-get install -y libnginx-mod-rtmp)"
         return None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
 
     async def start(self) -> None:
         missing = self.available()
@@ -304,20 +303,11 @@ class NginxRtmp:
         return [StreamTarget(HOST, self.rtmp_port, "live", f"bench{i}",
                              f"{base}/bench{i}.m3u8") for i in range(count)]
 
-    async def stop(self) -> int | None:
-        code = await self._process.terminate() if self._process else None
-        self.final_log = self.log_tail()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-        return code
-
-    def log_tail(self) -> str:
-        if self._process is None or not self._process.workdir.exists():
-            return self.final_log
-        error_log = ""
+    def _extra_log(self) -> str:
+        assert self._process is not None
         with contextlib.suppress(OSError):
-            error_log = (self._process.workdir / "error.log").read_text(errors="replace")
-        return (self._process.log_tail() + "\n" + error_log[-2000:]).strip()
+            return (self._process.workdir / "error.log").read_text(errors="replace")[-2000:]
+        return ""
 
 
 def make_server(name: str, cpu: int | None, ours_args: list[str] | None = None,
