@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from control_api.handlers import MAX_BLOCK_SECONDS
 from control_api.live import StreamStats
 from control_api.store import ChannelStore, open_store
 from control_api.urls import PublicUrls
+from tests.api_fakes import FakeLive
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,24 +55,6 @@ def stats(channel: str, **overrides: object) -> StreamStats:
     }
     values.update(overrides)
     return StreamStats(**values)  # type: ignore[arg-type]
-
-
-@dataclass
-class FakeLive:
-    """Records kicks; a kicked stream goes away, like the real hub's."""
-
-    streams: dict[str, StreamStats] = field(default_factory=dict)
-    kicks: list[tuple[str, str, float]] = field(default_factory=list)
-
-    def live_streams(self) -> list[StreamStats]:
-        return list(self.streams.values())
-
-    def is_live(self, channel: str) -> bool:
-        return channel in self.streams
-
-    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
-        self.kicks.append((channel, reason, block_seconds))
-        return self.streams.pop(channel, None) is not None
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -12,16 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from control_api.auth_webhook import AuthDecision, AuthWebhook
+from tests.api_fakes import wait_until
 from tests.redis_server import free_port
 
 DEADLINE = 5.0
-
-
-async def wait_until(predicate: Callable[[], bool], deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not predicate():
-        assert time.monotonic() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.01)
 
 
 @dataclass

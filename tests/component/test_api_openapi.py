@@ -19,6 +19,7 @@ from control_api.live import StreamStats
 from control_api.openapi import build_openapi
 from control_api.store import StoreUnavailable, open_store
 from control_api.urls import PublicUrls
+from tests.api_fakes import FakeLive
 
 TOKEN = "openapi-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,20 +42,6 @@ LIVE_STATS = StreamStats(
     audio_channels=None,
     warnings=("no audio",),
 )
-
-
-@dataclass
-class FakeLive:
-    streams: dict[str, StreamStats] = field(default_factory=dict)
-
-    def live_streams(self) -> list[StreamStats]:
-        return list(self.streams.values())
-
-    def is_live(self, channel: str) -> bool:
-        return channel in self.streams
-
-    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
-        return self.streams.pop(channel, None) is not None
 
 
 class DownStore:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 
 from control_api.app import API_PREFIX, create_root_app
-from control_api.live import StreamStats
 from control_api.openapi import build_openapi
 from control_api.store import open_store
 from control_api.urls import PublicUrls
+from tests.api_fakes import FakeLive
 
 TOKEN = "schemathesis-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,20 +29,6 @@ START_DEADLINE = 10.0
 MAX_EXAMPLES = 80
 
 schema = schemathesis.openapi.from_dict(build_openapi())
-
-
-@dataclass
-class FakeLive:
-    streams: dict[str, StreamStats] = field(default_factory=dict)
-
-    def live_streams(self) -> list[StreamStats]:
-        return list(self.streams.values())
-
-    def is_live(self, channel: str) -> bool:
-        return channel in self.streams
-
-    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
-        return self.streams.pop(channel, None) is not None
 
 
 class ApiThread:

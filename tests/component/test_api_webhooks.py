@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -20,18 +19,11 @@ from control_api.webhooks import (
     sign,
     verify_signature,
 )
+from tests.api_fakes import wait_until
 from tests.redis_server import free_port
 
 SECRET = "webhook-secret"
-DEADLINE = 5.0
 FAST_RETRY = 0.01
-
-
-async def wait_until(predicate: Callable[[], bool], deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not predicate():
-        assert time.monotonic() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.01)
 
 
 @dataclass
