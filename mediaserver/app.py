@@ -42,7 +42,6 @@ DEMO_CHANNEL = "demo"
 ONLINE_TTL_SECONDS = 30.0
 ONLINE_REFRESH_SECONDS = 10.0
 
-HUB_KEY = web.AppKey("hub", StreamHub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +164,6 @@ class MediaServer:
         assert self.store is not None and self.urls is not None
         traffic = self.metrics.traffic
         app = web.Application(client_max_size=64 * 1024)
-        app[HUB_KEY] = self.hub
         add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request)
         self.thumbnails.add_routes(app)
         self.metrics.add_routes(app)

@@ -102,10 +102,6 @@ class FeedStats:
         self._roll(self._clock())
         self._bucket_bytes += size
 
-    @property
-    def total_bytes(self) -> int:
-        return self.video_bytes + self.audio_bytes
-
     def _window(self) -> tuple[float, int, int]:
         """Seconds covered and bytes/frames in them: the last whole seconds, or since start."""
         now = self._clock()

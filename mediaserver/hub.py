@@ -61,8 +61,6 @@ class LiveChannel:
     publisher: Publisher | None = None
     left_at: float | None = None  # monotonic time the last publisher left
     ended_at: float | None = None  # monotonic time the playlist got ENDLIST
-    periods: int = 0
-    segment_count_at_start: int = field(default=0)
     # Extra readers beside HLS (thumbnails): each must return at once and never raise
     # into ingest; a slow one keeps its own bounded backlog.
     taps: list[Callable[[ReaderItem], None]] = field(default_factory=list)
@@ -125,7 +123,6 @@ class StreamHub:
         publisher.session = session
         live.publisher = publisher
         live.left_at = None
-        live.periods += 1
         if old is not None:
             self.publishes_taken_over += 1
             log.info("takeover channel=%s old_peer=%s new_peer=%s", channel, old.peer, peer)

@@ -125,18 +125,6 @@ class ChunkReader:
             self._pos = 0
         buf += data
 
-    @property
-    def buffered(self) -> int:
-        """Bytes fed but not yet consumed as chunks."""
-        return len(self._buf) - self._pos
-
-    def take_buffered(self) -> bytes:
-        """Hand back unparsed bytes (used when a connection stops reading chunks)."""
-        rest = bytes(self._buf[self._pos :])
-        self._buf.clear()
-        self._pos = 0
-        return rest
-
     def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed."""
         buf = self._buf

@@ -461,12 +461,6 @@ class ServerConnection:
             self._send_control(USER_CONTROL, _UC_STREAM.pack(UC_STREAM_EOF, stream_id))
             self._send_status(stream_id, "status", "NetStream.Unpublish.Success", description)
 
-    def send_ping(self, timestamp: int) -> None:
-        if self.state is State.OPEN:
-            self._send_control(
-                USER_CONTROL, _U16.pack(UC_PING_REQUEST) + _U32.pack(timestamp & 0xFFFFFFFF)
-            )
-
     # ---- output helpers -------------------------------------------------------------
 
     def _send_control(self, type_id: int, payload: bytes) -> None:
