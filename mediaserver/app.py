@@ -152,6 +152,7 @@ class MediaServer:
             max_connections=config.max_connections,
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
+            read_interval=config.read_interval,
         )
         await self.rtmp.start(sock=rtmp_sock)
         log.info(

@@ -107,6 +107,9 @@ OPTIONS: tuple[Option, ...] = (
            "SECONDS"),
     Option("handshake_timeout", _positive_float, 10.0,
            "close a connection that has not published within this long", "SECONDS"),
+    Option("read_interval", _non_negative_float, 0.1,
+           "read each publisher's socket at most this often; batching frames saves CPU "
+           "(0: read on every wake-up)", "SECONDS"),
     Option("max_stream_memory", _positive_int, 64 * 1024 * 1024,
            "cap on HLS bytes held in memory per stream", "BYTES"),
 )
@@ -132,6 +135,7 @@ class Config:
     max_connections: int
     idle_timeout: float
     handshake_timeout: float
+    read_interval: float
     max_stream_memory: int
 
     def replace(self, **changes: Any) -> Config:
