@@ -47,10 +47,14 @@ SWEEP_INTERVAL = 1.0
 # frames gather in the kernel buffer reads them in one go and parses one stream's
 # frames back to back. HLS latency is counted in seconds; 100 ms does not show.
 READ_INTERVAL = 0.1
-# A read this big nearly fills the event loop's read buffer (256 kB in uvloop and
-# asyncio): the kernel buffer is filling up faster than we pace (a very high
-# bitrate), so such a socket is read on without a pause and never throttled.
-PAUSE_BELOW_BYTES = 192 * 1024
+# A paced socket can only deliver what the kernel buffers during a pause (about
+# 1.3 MB per pause seen on Linux loopback once autotuned, 128 kB at first). A
+# publisher that sends this much between two releases (40 Mbit/s at 100 ms) is
+# too fast to pace safely: its socket goes back to being read on every wake-up.
+PACED_BYTES_LIMIT = 512 * 1024
+# A read this big nearly filled the event loop's read buffer (256 kB in uvloop and
+# asyncio): more is waiting in the kernel, so the socket is read on before pausing.
+MORE_WAITING_BYTES = 192 * 1024
 
 
 class PublishSink(Protocol):
@@ -112,6 +116,9 @@ class RtmpSession(asyncio.Protocol):
         self._closed = False
         self._bytes_counted = 0
         self._held = False  # reading paused by the server's ReadPacer
+        self._paced = True  # False once the feed proved too fast to pace
+        self._bytes_since_release = 0
+        self.reads = 0  # data_received calls: what read pacing saves shows here
 
     # ---- asyncio.Protocol -----------------------------------------------------------
 
@@ -124,6 +131,7 @@ class RtmpSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
+        self.reads += 1
         try:
             self.conn.receive_data(data)
             self._process()
@@ -133,8 +141,16 @@ class RtmpSession(asyncio.Protocol):
             self.close(f"protocol error: {exc}")
             return
         pacer = self._server.read_pacer
-        if pacer is not None and self.publishing and len(data) < PAUSE_BELOW_BYTES:
-            pacer.hold(self)
+        if pacer is not None and self.publishing and self._paced:
+            self._bytes_since_release += len(data)
+            if len(data) >= MORE_WAITING_BYTES:
+                return
+            if self._bytes_since_release < PACED_BYTES_LIMIT:
+                pacer.hold(self)
+            else:
+                self._paced = False
+                log.info("rtmp reads unpaced peer=%s channel=%s: %d bytes in one interval",
+                         self.peer, self.channel, self._bytes_since_release)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
@@ -246,6 +262,7 @@ class RtmpSession(asyncio.Protocol):
     def release_held(self) -> None:
         if self._held:
             self._held = False
+            self._bytes_since_release = 0
             if not self._closed and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
