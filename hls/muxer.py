@@ -9,9 +9,10 @@ AudioSpecificConfig. Both need the codec config on the output stream.
 PyAV 18 offers no way to put extradata on a codec-less mux stream, and an
 ``add_stream(name)`` stream would open an encoder. So ``TrackSet`` wraps the
 configs in a tiny in-memory FLV (exactly the sequence-header tags an RTMP
-publisher sent) and lets FFmpeg's FLV demuxer build template streams once
-per configuration; each segment's muxer copies them with
-``add_stream_from_template``, whose codec context is never opened.
+publisher sent) and lets FFmpeg's FLV demuxer build streams from them once
+per configuration. Those are copied into a never-started "seed" muxer and the
+demuxer is closed (it holds ~2 MB); each segment's muxer copies the seed's
+streams with ``add_stream_from_template``, whose codec context is never opened.
 
 One ``TsMuxer`` per segment: every segment starts with PAT/PMT and a
 self-contained IDR, and a muxer never holds more than one segment.
@@ -121,7 +122,7 @@ class TrackSet:
     with, say, MP3 audio still gets video-only segments.
     """
 
-    __slots__ = ("_template", "_templates", "audio", "kinds", "video")
+    __slots__ = ("_seed", "_templates", "audio", "kinds", "video")
 
     def __init__(
         self, video: TrackConfig | None, audio: TrackConfig | None, *, label: str = ""
@@ -139,7 +140,7 @@ class TrackSet:
         self.kinds: tuple[str, ...] = tuple(
             str(config.kind) for config in (video, audio) if config is not None
         )
-        self._template: InputContainer | None = None
+        self._seed: OutputContainer | None = None
         self._templates: dict[str, Stream] = {}
         if video is None and audio is None:
             return
@@ -147,24 +148,36 @@ class TrackSet:
         # Probing a header-only FLV always complains (no frames to measure); that is expected.
         with av.logging.Capture() as probe_logs:
             try:
-                self._template = av.open(io.BytesIO(flv), format="flv")
+                probe = av.open(io.BytesIO(flv), format="flv")
             except av.FFmpegError as exc:
                 raise MuxerError(f"FFmpeg rejected the track configs: {exc}") from exc
         for _level, name, message in probe_logs:
             log.debug("template probe [%s] %s", name, message.strip())
-        for stream in self._template.streams:
-            if stream.type in (TrackKind.VIDEO, TrackKind.AUDIO):
-                self._templates[stream.type] = stream
+        try:
+            self._seed = self._seed_streams(probe, video, audio)
+        finally:
+            # An open FLV demuxer holds about 2 MB (measured); the seed is ~0.2 MB.
+            probe.close()
+
+    def _seed_streams(
+        self, probe: InputContainer, video: TrackConfig | None, audio: TrackConfig | None
+    ) -> OutputContainer:
+        """Copy the probed streams into a never-started muxer whose streams are the templates."""
+        probed = {s.type: s for s in probe.streams if s.type in (TrackKind.VIDEO, TrackKind.AUDIO)}
+        seed = av.open(_DiscardSink(), "w", format="mpegts")
+        assert isinstance(seed, OutputContainer)
         for config in (video, audio):
             if config is None:
                 continue
-            template = self._templates.get(config.kind)
+            template = probed.get(config.kind)
             name = template.codec_context.name if template is not None else None
-            if name != config.codec:
-                self.close()
+            if template is None or name != config.codec:
+                seed.close()
                 raise MuxerError(
                     f"FFmpeg read the {config.kind} config as {name}, not {config.codec}"
                 )
+            self._templates[config.kind] = seed.add_stream_from_template(template, opaque=True)
+        return seed
 
     def templates(self) -> Iterator[tuple[TrackConfig, Stream]]:
         if self.video is not None:
@@ -173,9 +186,17 @@ class TrackSet:
             yield self.audio, self._templates[TrackKind.AUDIO]
 
     def close(self) -> None:
-        if self._template is not None:
-            self._template.close()
-            self._template = None
+        if self._seed is not None:
+            self._seed.close()
+            self._seed = None
+        self._templates = {}
+
+
+class _DiscardSink:
+    """The output of the seed muxer, which never writes: it only holds template streams."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 class _SegmentSink:
