@@ -49,7 +49,7 @@ def test_timestamps_go_through_unchanged(hls_clip: Media) -> None:
 
 def test_bytes_are_readable_while_the_segment_is_open(hls_clip: Media) -> None:
     packets = first_gop(hls_clip)
-    muxer = TsMuxer(TrackSet(hls_clip.video, hls_clip.audio))
+    muxer = TsMuxer(TrackSet(hls_clip.video, hls_clip.audio), flush_each_packet=True)
     sizes = []
     for p in packets:
         muxer.write(p.kind, p.dts + 10_000, p.pts + 10_000, p.keyframe, p.data)
@@ -65,6 +65,21 @@ def test_bytes_are_readable_while_the_segment_is_open(hls_clip: Media) -> None:
     assert muxer.bytes_written == len(data)
     assert muxer.read(10, 20) == data[10:20]
     assert muxer.close() is data  # idempotent
+
+
+def test_buffered_and_per_packet_flushing_write_the_same_segment(hls_clip: Media) -> None:
+    packets = first_gop(hls_clip)
+    tracks = TrackSet(hls_clip.video, hls_clip.audio)
+    outputs = []
+    for flush_each_packet in (False, True):
+        muxer = TsMuxer(tracks, flush_each_packet=flush_each_packet)
+        for p in packets:
+            assert muxer.write(p.kind, p.dts + 10_000, p.pts + 10_000, p.keyframe, p.data)
+        if not flush_each_packet:
+            assert muxer.bytes_written % 32768 == 0  # FFmpeg hands over full 32 kB buffers
+        outputs.append(bytes(muxer.close()))
+    assert len(outputs[0]) > 100_000
+    assert outputs[0] == outputs[1]
 
 
 def test_refused_packets_are_logged_and_skipped(hls_clip: Media, caplog) -> None:
