@@ -91,7 +91,7 @@ class _ChunkStreamState:
         self.stream_id = 0
         self.extended = False
         self.ext_field = 0
-        self.parts: bytearray | None = None
+        self.parts: list[bytearray] | None = None  # the chunks of a message not yet complete
         self.received = 0
 
 
@@ -222,25 +222,28 @@ class ChunkReader:
                 st.ext_field = ext_field
                 st.length = length
             pos = end
+            # Payloads are immutable bytes: the media layers keep views of them, and
+            # a mutable payload would have to be copied again downstream.
             if not continuing and size == length:
                 # Single-chunk message: the common case for audio and commands.
                 self._pos = pos
                 return self._complete(csid, st, bytes(buf[header_end:end]))
+            piece = buf[header_end:end]
             if not continuing:
                 if self._pending_bytes + length > self.max_pending_bytes:
                     self._fail("too many bytes pending in partially received messages")
                 self._pending_bytes += length
-                st.parts = bytearray(buf[header_end:end])
+                st.parts = [piece]
             else:
-                st.parts += buf[header_end:end]  # type: ignore[operator]
+                st.parts.append(piece)  # type: ignore[union-attr]
             st.received += size
             if st.received >= length:
-                payload = st.parts
+                payload = b"".join(st.parts)  # type: ignore[arg-type]
                 st.parts = None
                 st.received = 0
                 self._pending_bytes -= length
                 self._pos = pos
-                return self._complete(csid, st, payload)  # type: ignore[arg-type]
+                return self._complete(csid, st, payload)
         self._pos = pos
         return None
 
