@@ -52,8 +52,10 @@ READ_INTERVAL = 0.1
 # publisher that sends this much between two releases (40 Mbit/s at 100 ms) is
 # too fast to pace safely: its socket goes back to being read on every wake-up.
 PACED_BYTES_LIMIT = 512 * 1024
-# A read this big nearly filled the event loop's read buffer (256 kB in uvloop and
-# asyncio): more is waiting in the kernel, so the socket is read on before pausing.
+# Bytes one read can take: what uvloop and asyncio read at most per call.
+RECEIVE_BUFFER_SIZE = 256 * 1024
+# A read this big nearly filled the receive buffer: more is waiting in the
+# kernel, so the socket is read on before pausing.
 MORE_WAITING_BYTES = 192 * 1024
 
 
@@ -97,8 +99,12 @@ class ServerStats:
     bytes_received: int = 0
 
 
-class RtmpSession(asyncio.Protocol):
-    """One TCP connection: bytes to the ServerConnection, events to the policy and sink."""
+class RtmpSession(asyncio.BufferedProtocol):
+    """One TCP connection: bytes to the ServerConnection, events to the policy and sink.
+
+    A buffered protocol: the loop reads straight into the server's one receive
+    buffer, instead of allocating a bytes object per read for data_received.
+    """
 
     def __init__(self, server: RtmpServer) -> None:
         self._server = server
@@ -118,7 +124,7 @@ class RtmpSession(asyncio.Protocol):
         self._held = False  # reading paused by the server's ReadPacer
         self._paced = True  # False once the feed proved too fast to pace
         self._bytes_since_release = 0
-        self.reads = 0  # data_received calls: what read pacing saves shows here
+        self.reads = 0  # socket reads: what read pacing saves shows here
 
     # ---- asyncio.Protocol -----------------------------------------------------------
 
@@ -129,11 +135,16 @@ class RtmpSession(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._server.register(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server.receive_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_activity = time.monotonic()
         self.reads += 1
         try:
-            self.conn.receive_data(data)
+            # ServerConnection copies what it is given, so the shared buffer is free
+            # again for the next read as soon as this returns.
+            self.conn.receive_data(self._server.receive_buffer[:nbytes])
             self._process()
         except ProtocolError as exc:
             self._server.stats.protocol_errors += 1
@@ -142,8 +153,8 @@ class RtmpSession(asyncio.Protocol):
             return
         pacer = self._server.read_pacer
         if pacer is not None and self.publishing and self._paced:
-            self._bytes_since_release += len(data)
-            if len(data) >= MORE_WAITING_BYTES:
+            self._bytes_since_release += nbytes
+            if nbytes >= MORE_WAITING_BYTES:
                 return
             if self._bytes_since_release < PACED_BYTES_LIMIT:
                 pacer.hold(self)
@@ -346,6 +357,9 @@ class RtmpServer:
         self.max_message_size = max_message_size or MAX_MESSAGE_SIZE
         self.read_interval = read_interval
         self.read_pacer: ReadPacer | None = None
+        # Shared by every session: the loop is single-threaded and each read is
+        # consumed (copied into its ServerConnection) before the next one starts.
+        self.receive_buffer = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
         self.stats = ServerStats()
         self.publish_results: dict[str, int] = {}
         self.sessions: set[RtmpSession] = set()
