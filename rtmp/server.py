@@ -274,6 +274,8 @@ class RtmpSession(asyncio.BufferedProtocol):
         if self._held:
             self._held = False
             self._bytes_since_release = 0
+            if self._authorizing is not None and not self._authorizing.done():
+                return  # a publish awaits its decision: _authorize resumes reading after it
             if not self._closed and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 

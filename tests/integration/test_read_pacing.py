@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.chunked import MEDIA_CSID, PUBLISH_CHUNK_SIZE
 from benchmarks.publisher import RtmpPublisher
+from rtmp import amf0
 from rtmp.chunk import ChunkWriter
 from rtmp.events import PublishRequested
 from rtmp.server import PublishAccepted, RtmpServer, RtmpSession
@@ -49,10 +50,17 @@ class RecordingSink:
 
 
 class AcceptEveryPublish:
+    """Accepts at once, or, once `gate` is set, only when the gate opens."""
+
     def __init__(self) -> None:
         self.sinks: list[RecordingSink] = []
+        self.gate: asyncio.Event | None = None
+        self.waiting = 0
 
     async def authorize(self, session: RtmpSession, request: PublishRequested) -> PublishAccepted:
+        if self.gate is not None:
+            self.waiting += 1
+            await self.gate.wait()
         sink = RecordingSink()
         self.sinks.append(sink)
         return PublishAccepted(sink, "paced")
@@ -126,3 +134,38 @@ async def test_a_feed_faster_than_the_pacing_is_read_on_without_pauses() -> None
         await publisher.close()
     assert sink.media_bytes == messages * message_bytes
     assert elapsed < 8 * interval, f"16 MB took {elapsed:.2f} s: the pacing throttled the feed"
+
+
+async def test_reading_stays_paused_while_a_second_publish_awaits_its_decision() -> None:
+    """The pacer's timer must not resume a socket the authorization paused.
+
+    While a publish waits for the policy, what the peer sends stays in the kernel
+    (it cannot pile up in our memory); a paced publisher on the same connection
+    asks for its second stream, then floods.
+    """
+    interval = 0.05
+    async with rtmp_server(interval) as (server, policy, port):
+        publisher = RtmpPublisher("127.0.0.1", port, "live", "key")
+        assert (await publisher.publish()).ok
+        assert publisher.transport is not None
+        session = next(iter(server.sessions))
+        writer = ChunkWriter()
+        writer.chunk_size = PUBLISH_CHUNK_SIZE
+        policy.gate = asyncio.Event()
+        second = publisher.stream_id + 1
+        publisher.transport.write(
+            writer.write(3, 20, 0, 0, amf0.encode_values("createStream", 9.0, None))
+            + writer.write(MEDIA_CSID, 20, second, 0,
+                           amf0.encode_values("publish", 10.0, None, "key2", "live")))
+        await wait_for(lambda: policy.waiting == 1, 5, what="the second publish to wait")
+        before = session.conn.bytes_received
+        body = b"\x27\x01\x00\x00\x00" + bytes(64 * 1024 - 5)
+        for index in range(64):  # 4 MB
+            publisher.transport.write(
+                writer.write(MEDIA_CSID, VIDEO_MESSAGE, publisher.stream_id, index * 33, body))
+        await asyncio.sleep(10 * interval)  # ten pacer releases
+        assert session.conn.bytes_received == before
+        policy.gate.set()
+        await wait_for(lambda: session.conn.bytes_received >= before + 64 * len(body), 10,
+                       what="the flood to be read once the publish is decided")
+        await publisher.close()
