@@ -1,4 +1,4 @@
-"""`python -m benchmarks run|smoke|clip`: the command line of the benchmark suite."""
+"""`python -m benchmarks run|smoke|pipeline|clip|report`: the benchmark suite's command line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import procstats
+from . import pipeline, procstats
 from .case import Case, CaseResult, Settings
 from .chunked import ChunkedClip
 from .clip import BENCH_CLIP, DEFAULT_CACHE, SMOKE_CLIP, ensure_clip
@@ -72,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--json", action="store_true", help="print the result as one JSON line")
     _common(smoke)
 
+    pipeline = commands.add_parser(
+        "pipeline", help="the ingest pipeline in-process, no sockets: CPU per stream, low noise",
+        description="RtmpSession -> hub -> segmenter for N streams fed the benchmark clip's "
+                    "bytes in read-sized slices; prints CPU ms per stream-second per pass and "
+                    "the median. Less noisy than `run`; leaves out the kernel and the loop.")
+    pipeline.add_argument("--streams", type=int, default=100)
+    pipeline.add_argument("--passes", type=int, default=5)
+    pipeline.add_argument("--loops", type=int, default=2,
+                          help="times the clip is played per pass (2 x 20 s fills the window)")
+    pipeline.add_argument("--read-ms", type=int, default=100,
+                          help="media per read, as --read-interval paces it")
+    pipeline.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    pipeline.add_argument("--clip", type=Path, default=None)
+
     report = commands.add_parser("report", help="rewrite the .md and .png of JSON results")
     report.add_argument("json", type=Path, nargs="+", help="results/<scenario>-<time>.json")
 
@@ -127,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for spec in (BENCH_CLIP, SMOKE_CLIP):
             print(ensure_clip(spec, args.cache))
         return 0
+    if args.command == "pipeline":
+        return _run_loop(pipeline_command(args))
     if not procstats.pin(0, args.load_cpu):
         progress(f"CPU {args.load_cpu} not available: load generator not pinned")
     if args.command == "smoke":
@@ -195,6 +211,19 @@ async def run(args: argparse.Namespace) -> int:
         print(markdown_table(results))
         print(f"\nresults: {md}")
     return 1 if failed or not results else 0
+
+
+async def pipeline_command(args: argparse.Namespace) -> int:
+    path, clip = _load_clip(args, smoke=False)
+    progress(f"pipeline: {args.streams} streams x {args.loops} x {clip.loop_seconds:g} s of "
+             f"{path.name}, {args.read_ms} ms per read, {args.passes} passes")
+    result = await pipeline.measure(clip, args.streams, args.passes, args.loops, args.read_ms)
+    print("CPU ms per stream-second, per pass: "
+          + " ".join(f"{v:.3f}" for v in result.ms_per_stream_second))
+    print(f"median {result.median:.3f} ms per stream-second "
+          f"(~{1000 / result.median:.0f} streams per core without the kernel and the loop); "
+          f"{result.segments_per_stream:.0f} segments per stream per pass")
+    return 0 if result.segments_per_stream > 0 else 1
 
 
 async def smoke(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import pipeline
 from benchmarks.chunked import ChunkedClip
 from benchmarks.clip import SMOKE_CLIP, ensure_clip
 from benchmarks.flvfile import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, read_flv
@@ -82,3 +83,13 @@ def test_smoke_publishes_keeps_up_and_measures(clip_path: Path) -> None:
     assert result["segments_fetched"] > 0 and result["bytes_fetched"] > 0
     assert result["segment_latency"]["p50"] > 0
     assert result["stalls"] == 0
+
+
+async def test_in_process_pipeline_cuts_segments_and_measures_cpu(clip_path: Path) -> None:
+    result = await pipeline.measure(ChunkedClip.build(read_flv(clip_path)), streams=2,
+                                    passes=2, loops=2)
+    assert result.media_seconds == pytest.approx(12, abs=0.5)  # 2 loops of the 6 s clip
+    # 12 s of 1 s GOPs at the default 2 s target: the real segmenter cut about six each.
+    assert 4 <= result.segments_per_stream <= 7
+    assert len(result.ms_per_stream_second) == 2
+    assert all(value > 0 for value in result.ms_per_stream_second)
