@@ -16,6 +16,7 @@ from control_api.errors import error_middleware
 from control_api.handlers import ApiHandlers
 from control_api.live import LiveControl
 from control_api.openapi import build_openapi
+from control_api.query import query_middleware
 from control_api.store import ChannelStore
 from control_api.urls import PublicUrls
 
@@ -26,9 +27,11 @@ def create_api_app(
     store: ChannelStore, live: LiveControl, token: str, public_urls: PublicUrls
 ) -> web.Application:
     """The API sub-app; mount it at API_PREFIX. The caller owns (and closes) the store."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware(token)])
+    spec = build_openapi()
+    app = web.Application(middlewares=[
+        error_middleware, auth_middleware(token), query_middleware(spec, API_PREFIX)])
     handlers = ApiHandlers(store=store, live=live, urls=public_urls)
-    document = json.dumps(build_openapi())
+    document = json.dumps(spec)
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(text=document, content_type="application/json")

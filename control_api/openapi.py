@@ -148,7 +148,7 @@ _RESPONSES: Json = {
     },
     "Unprocessable": {
         "description": "Well-formed JSON of the wrong shape (invalid_body), a bad channel "
-        "name (invalid_name) or a bad query parameter (invalid_query).",
+        "name (invalid_name), or a bad or unknown query parameter (invalid_query).",
         "content": _ERROR_BODY,
     },
     "StoreUnavailable": {
@@ -298,9 +298,12 @@ _PATHS: Json = {
 }
 
 
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
 def build_openapi() -> Json:
     """A fresh copy of the document (callers may mutate it)."""
-    return copy.deepcopy(
+    document = copy.deepcopy(
         {
             "openapi": "3.1.0",
             "info": {
@@ -321,3 +324,9 @@ def build_openapi() -> Json:
             },
         }
     )
+    # Every operation refuses unknown query parameters (control_api/query.py).
+    for path_item in document["paths"].values():
+        for method, operation in path_item.items():
+            if method in HTTP_METHODS:
+                operation["responses"].setdefault("422", _error("Unprocessable"))
+    return document

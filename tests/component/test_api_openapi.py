@@ -169,6 +169,7 @@ async def test_every_documented_status_is_reachable_and_valid(
     too_big = {"data": b" " * (MAX_BODY_BYTES + 1)}
 
     await up.check("GET", "/openapi.json", "/openapi.json", 200, headers={})
+    await up.check("GET", "/openapi.json", "/openapi.json?v=2", 422, headers={})
 
     await up.check("POST", "/channels", "/channels", 201, json={"name": "demo"})
     await up.check("POST", "/channels", "/channels", 400, data=b"{")
@@ -183,6 +184,7 @@ async def test_every_documented_status_is_reachable_and_valid(
     live.streams["live1"] = LIVE_STATS
     await up.check("GET", "/channels", "/channels", 200)
     await up.check("GET", "/channels", "/channels", 401, headers={})
+    await up.check("GET", "/channels", "/channels?limit=5", 422)
     await down.check("GET", "/channels", "/channels", 503)
 
     one = "/channels/{name}"
@@ -190,12 +192,14 @@ async def test_every_documented_status_is_reachable_and_valid(
     await up.check("GET", one, "/channels/live1", 200)
     await up.check("GET", one, "/channels/demo", 401, headers=bad_auth)
     await up.check("GET", one, "/channels/nobody", 404)
+    await up.check("GET", one, "/channels/demo?x=1", 422)
     await down.check("GET", one, "/channels/demo", 503)
 
     key = "/channels/{name}/key"
     await up.check("POST", key, "/channels/demo/key", 200)
     await up.check("POST", key, "/channels/demo/key", 401, headers={})
     await up.check("POST", key, "/channels/nobody/key", 404)
+    await up.check("POST", key, "/channels/demo/key?dry_run=1", 422)
     await down.check("POST", key, "/channels/demo/key", 503)
 
     validate = "/keys/validate"
@@ -208,8 +212,13 @@ async def test_every_documented_status_is_reachable_and_valid(
 
     await up.check("GET", "/streams", "/streams", 200)
     await up.check("GET", "/streams", "/streams", 401, headers={})
+    await up.check("GET", "/streams", "/streams?channel=live1", 422)
 
     kick = "/streams/{channel}"
+    typo = await up.check("DELETE", kick, "/streams/live1?block_second=60", 422)
+    assert "unknown query parameter 'block_second'" in typo["error"]["message"]
+    assert "block_seconds" in typo["error"]["message"]  # what it should have been
+    assert "live1" in live.streams  # refused before anything happened: still live
     await up.check("DELETE", kick, "/streams/live1", 200)
     await up.check("DELETE", kick, "/streams/demo?block_seconds=30", 200)
     await up.check("DELETE", kick, "/streams/demo", 401, headers={})
@@ -218,6 +227,7 @@ async def test_every_documented_status_is_reachable_and_valid(
     await up.check("DELETE", kick, "/streams/demo?block_seconds=-5", 422)
     await down.check("DELETE", kick, "/streams/demo?block_seconds=5", 503)
 
+    await up.check("DELETE", one, "/channels/demo?force=1", 422)
     await up.check("DELETE", one, "/channels/demo", 204)
     await up.check("DELETE", one, "/channels/demo", 401, headers={})
     await up.check("DELETE", one, "/channels/demo", 404)
