@@ -51,6 +51,17 @@ async def publish(url: str, clip: Path, loops: int = 0, extra: list[str] | None 
     )
 
 
+@contextlib.asynccontextmanager
+async def publishing(url: str, clip: Path, loops: int = 0, extra: list[str] | None = None
+                     ) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`publish`, with the ffmpeg killed (if still running) when the block is left."""
+    proc = await publish(url, clip, loops, extra)
+    try:
+        yield proc
+    finally:
+        await stop_process(proc)
+
+
 async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 5.0) -> None:
     if proc.returncode is None:
         proc.kill()

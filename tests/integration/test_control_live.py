@@ -17,6 +17,7 @@ from control_api.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.live import (
     http_url,
     publish,
+    publishing,
     rtmp_url,
     running_server,
     stop_process,
@@ -66,8 +67,7 @@ async def test_streams_report_what_ingest_measured_and_kick_blocks(tmp_path: Pat
         status, created = await api(session, server, "POST", "/channels", json={"name": "cam1"})
         assert status == 201
         key = created["stream_key"]
-        proc = await publish(rtmp_url(server, key), clip, loops=1)
-        try:
+        async with publishing(rtmp_url(server, key), clip, loops=1) as proc:
             await wait_for(lambda: server.hub.is_live("cam1"), timeout=10, what="live")
             expected = sent_bitrate(clip)
 
@@ -99,19 +99,14 @@ async def test_streams_report_what_ingest_measured_and_kick_blocks(tmp_path: Pat
             blocked_at = time.monotonic()
             code = await asyncio.wait_for(proc.wait(), timeout=5)
             assert code is not None
-        finally:
-            await stop_process(proc)
         assert not server.hub.is_live("cam1")
         # The encoder's reconnect is refused while the block lasts...
         assert await publish_refused(rtmp_url(server, key), clip)
         assert server.rtmp is not None and server.rtmp.publish_results.get("blocked") == 1
         # ...and accepted once it ends.
         await wait_for(lambda: time.monotonic() - blocked_at > 5.2, timeout=8, what="block end")
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        async with publishing(rtmp_url(server, key), clip) as proc:
             await wait_for(lambda: server.hub.is_live("cam1"), timeout=8, what="republish")
-        finally:
-            await stop_process(proc)
 
 
 async def test_rotate_and_delete_kick_the_live_publisher(tmp_path: Path, clip: Path) -> None:
@@ -119,27 +114,21 @@ async def test_rotate_and_delete_kick_the_live_publisher(tmp_path: Path, clip: P
             aiohttp.ClientSession() as session:
         _, created = await api(session, server, "POST", "/channels", json={"name": "cam2"})
         old_key = created["stream_key"]
-        proc = await publish(rtmp_url(server, old_key), clip)
-        try:
+        async with publishing(rtmp_url(server, old_key), clip) as proc:
             await wait_for(lambda: server.hub.is_live("cam2"), timeout=10, what="live")
             status, rotated = await api(session, server, "POST", "/channels/cam2/key")
             assert status == 200 and rotated["stream_key"] != old_key
             await asyncio.wait_for(proc.wait(), timeout=5)
-        finally:
-            await stop_process(proc)
         assert not server.hub.is_live("cam2")
         assert await publish_refused(rtmp_url(server, old_key), clip)  # old key dead at once
         status, valid = await api(session, server, "POST", "/keys/validate",
                                   json={"stream_key": rotated["stream_key"]})
         assert status == 200 and valid == {"valid": True, "channel": "cam2"}
-        proc = await publish(rtmp_url(server, rotated["stream_key"]), clip)
-        try:
+        async with publishing(rtmp_url(server, rotated["stream_key"]), clip) as proc:
             await wait_for(lambda: server.hub.is_live("cam2"), timeout=10, what="live again")
             status, _ = await api(session, server, "DELETE", "/channels/cam2")
             assert status == 204
             await asyncio.wait_for(proc.wait(), timeout=5)
-        finally:
-            await stop_process(proc)
         assert not server.hub.is_live("cam2")
 
 
@@ -151,8 +140,7 @@ async def test_redis_outage_fails_closed_and_recovers(tmp_path: Path, clip: Path
                 aiohttp.ClientSession() as session:
             _, first = await api(session, server, "POST", "/channels", json={"name": "one"})
             _, second = await api(session, server, "POST", "/channels", json={"name": "two"})
-            proc = await publish(rtmp_url(server, first["stream_key"]), clip, loops=2)
-            try:
+            async with publishing(rtmp_url(server, first["stream_key"]), clip, loops=2):
                 await wait_for(lambda: server.hub.is_live("one"), timeout=10, what="live")
                 segmenter = server.hub.segmenter("one")
                 assert segmenter is not None
@@ -185,8 +173,6 @@ async def test_redis_outage_fails_closed_and_recovers(tmp_path: Path, clip: Path
                                    what="publish after recovery")
                 finally:
                     await stop_process(proc2)
-            finally:
-                await stop_process(proc)
     finally:
         redis.close()
 
@@ -218,11 +204,8 @@ async def test_webhooks_receive_signed_started_and_ended(tmp_path: Path, clip: P
                                   webhook=f"http://127.0.0.1:{port}/hook",
                                   webhook_secret=secret) as server:
             key = await server.store.create_channel("hooked")  # type: ignore[union-attr]
-            proc = await publish(rtmp_url(server, key), clip)
-            try:
+            async with publishing(rtmp_url(server, key), clip):
                 await wait_for(lambda: server.hub.is_live("hooked"), timeout=10, what="live")
-            finally:
-                await stop_process(proc)
             await wait_for(lambda: len(received) >= 2, timeout=10, what="two webhook events")
     finally:
         await runner.cleanup()

@@ -14,7 +14,7 @@ import pytest
 from tests.live import (
     FFMPEG,
     http_url,
-    publish,
+    publishing,
     rtmp_url,
     running_server,
     stop_process,
@@ -46,8 +46,7 @@ async def test_ffmpeg_publish_produces_decodable_hls(tmp_path: Path, clip: Path)
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         base = http_url(server, "/live/cam1")
         started = time.monotonic()
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        async with publishing(rtmp_url(server, key), clip):
             # Appears within 2 target durations of the first keyframe (plus ffmpeg start-up).
             first = await wait_for(lambda: fetch_playlist(session, base + "/index.m3u8"),
                                    timeout=4.0 + 2.0, what="the first playlist")
@@ -56,8 +55,6 @@ async def test_ffmpeg_publish_produces_decodable_hls(tmp_path: Path, clip: Path)
             playlist = await wait_for(
                 lambda: _with_segments(session, base + "/index.m3u8", 4), timeout=15,
                 what="four segments")
-        finally:
-            await stop_process(proc)
         assert first_seen < 6.0
         assert playlist.target_duration == 2
         assert all(seg.program_date_time for seg in playlist.segments)
@@ -89,13 +86,10 @@ async def test_wrong_key_is_refused_fast_and_nothing_is_published(tmp_path: Path
     async with running_server(tmp_path) as server, aiohttp.ClientSession() as session:
         await server.store.create_channel("cam1")  # type: ignore[union-attr]
         started = time.monotonic()
-        proc = await publish(rtmp_url(server, "not-a-valid-key"), clip)
-        try:
+        async with publishing(rtmp_url(server, "not-a-valid-key"), clip) as proc:
             code = await asyncio.wait_for(proc.wait(), timeout=10)
             assert proc.stderr is not None
             stderr = (await proc.stderr.read()).decode(errors="replace")
-        finally:
-            await stop_process(proc)
         assert code != 0
         assert time.monotonic() - started < 5.0
         assert "BadName" in stderr or "unknown stream key" in stderr or "Error" in stderr
@@ -112,21 +106,16 @@ async def test_reconnect_within_grace_continues_playlist_with_discontinuity(
             aiohttp.ClientSession() as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         url = http_url(server, "/live/cam1/index.m3u8")
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        # Leaving the block kills the encoder: it drops with no unpublish.
+        async with publishing(rtmp_url(server, key), clip):
             await wait_for(lambda: _with_segments(session, url, 2), timeout=12, what="2 segments")
-        finally:
-            await stop_process(proc)  # the encoder drops (killed, no unpublish)
         await wait_for(lambda: not server.hub.is_live("cam1"), timeout=5, what="publisher gone")
         before = await fetch_playlist(session, url)
         assert before is not None and not before.ended
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        async with publishing(rtmp_url(server, key), clip):
             after = await wait_for(
                 lambda: _with_segments(session, url, len(before.segments) + 3), timeout=15,
                 what="segments from the returning publisher")
-        finally:
-            await stop_process(proc)
         assert not after.ended
         sequences = [s.sequence for s in after.segments]
         assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
@@ -145,11 +134,8 @@ async def test_grace_period_over_ends_playlist(tmp_path: Path, clip: Path) -> No
             aiohttp.ClientSession() as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         url = http_url(server, "/live/cam1/index.m3u8")
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        async with publishing(rtmp_url(server, key), clip):
             await wait_for(lambda: _with_segments(session, url, 1), timeout=10, what="a segment")
-        finally:
-            await stop_process(proc)
         ended = await wait_for(lambda: _ended(session, url), timeout=6, what="ENDLIST")
         assert ended.segments
 
@@ -163,8 +149,7 @@ async def test_ffmpeg_plays_the_hls_for_ten_seconds(tmp_path: Path, clip: Path) 
     async with running_server(tmp_path) as server, aiohttp.ClientSession() as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         url = http_url(server, "/live/cam1/index.m3u8")
-        proc = await publish(rtmp_url(server, key), clip, loops=2)
-        try:
+        async with publishing(rtmp_url(server, key), clip, loops=2):
             await wait_for(lambda: _with_segments(session, url, 1), timeout=10, what="a segment")
             player = await asyncio.create_subprocess_exec(
                 FFMPEG, "-hide_banner", "-v", "error", "-xerror", "-i", url, "-t", "10",
@@ -176,8 +161,6 @@ async def test_ffmpeg_plays_the_hls_for_ten_seconds(tmp_path: Path, clip: Path) 
                 errors = (await player.stderr.read()).decode(errors="replace")
             finally:
                 await stop_process(player)
-        finally:
-            await stop_process(proc)
         assert code == 0, errors
         assert errors.strip() == "", errors
 
@@ -187,12 +170,9 @@ async def test_segments_concatenate_into_one_clean_stream(tmp_path: Path, clip: 
     async with running_server(tmp_path) as server, aiohttp.ClientSession() as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         url = http_url(server, "/live/cam1/index.m3u8")
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        async with publishing(rtmp_url(server, key), clip):
             playlist = await wait_for(lambda: _with_segments(session, url, 3), timeout=15,
                                       what="three segments")
-        finally:
-            await stop_process(proc)
         joined = tmp_path / "joined.ts"
         joined.write_bytes(b"".join([
             await fetch_segment(session, url.rsplit("/", 1)[0], seg.uri)

@@ -13,10 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.live import (
     http_url,
     make_clip,
-    publish,
+    publishing,
     rtmp_url,
     running_server,
-    stop_process,
     wait_for,
 )
 
@@ -50,13 +49,9 @@ async def test_stream_series_exist_and_move(tmp_path: Path, clip: Path) -> None:
     async with running_server(tmp_path) as server, aiohttp.ClientSession() as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         metrics_url = http_url(server, "/metrics")
-        bad = await publish(rtmp_url(server, "not-a-key"), clip)
-        try:
+        async with publishing(rtmp_url(server, "not-a-key"), clip) as bad:
             await asyncio.wait_for(bad.wait(), timeout=10)
-        finally:
-            await stop_process(bad)
-        proc = await publish(rtmp_url(server, key), clip, loops=1)
-        try:
+        async with publishing(rtmp_url(server, key), clip, loops=1):
             async def playlist_ok() -> bool:
                 async with session.get(http_url(server, "/live/cam1/index.m3u8")) as response:
                     return response.status == 200
@@ -77,8 +72,6 @@ async def test_stream_series_exist_and_move(tmp_path: Path, clip: Path) -> None:
             async with session.get(http_url(server, "/live/cam1/index.m3u8")) as response:
                 assert response.status == 200
             third = await scrape(session, metrics_url)
-        finally:
-            await stop_process(proc)
 
     assert get(second, "mediaserver_live_streams") == 1
     assert get(second, "mediaserver_rtmp_connections_open") == 1

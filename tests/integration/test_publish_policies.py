@@ -14,6 +14,7 @@ from aiohttp import web
 from tests.live import (
     http_url,
     publish,
+    publishing,
     rtmp_url,
     running_server,
     stop_process,
@@ -49,8 +50,7 @@ async def test_second_publisher_takes_over_and_key_query_is_ignored(tmp_path: Pa
 async def test_duplicate_publish_reject_keeps_the_first(tmp_path: Path, clip: Path) -> None:
     async with running_server(tmp_path, duplicate_publish="reject") as server:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
-        first = await publish(rtmp_url(server, key), clip, loops=1)
-        try:
+        async with publishing(rtmp_url(server, key), clip, loops=1) as first:
             await wait_for(lambda: server.hub.is_live("cam1"), timeout=10, what="first live")
             peer = server.hub.publishers()[0].peer
             second = await publish(rtmp_url(server, key), clip)
@@ -63,8 +63,6 @@ async def test_duplicate_publish_reject_keeps_the_first(tmp_path: Path, clip: Pa
             assert server.hub.publishers()[0].peer == peer
             assert server.rtmp is not None
             assert server.rtmp.publish_results.get("duplicate") == 1
-        finally:
-            await stop_process(first)
 
 
 async def test_auth_webhook_decides_who_publishes(tmp_path: Path, clip: Path) -> None:
@@ -86,17 +84,11 @@ async def test_auth_webhook_decides_who_publishes(tmp_path: Path, clip: Path) ->
     try:
         async with running_server(tmp_path,
                                   auth_webhook=f"http://127.0.0.1:{port}/auth") as server:
-            denied = await publish(rtmp_url(server, "someone-else"), clip)
-            try:
+            async with publishing(rtmp_url(server, "someone-else"), clip) as denied:
                 assert await asyncio.wait_for(denied.wait(), timeout=8) != 0
-            finally:
-                await stop_process(denied)
-            allowed = await publish(rtmp_url(server, "partner-key?x=1"), clip)
-            try:
+            async with publishing(rtmp_url(server, "partner-key?x=1"), clip):
                 await wait_for(lambda: server.hub.is_live("partner"), timeout=10,
                                what="webhook-approved publish")
-            finally:
-                await stop_process(allowed)
     finally:
         await runner.cleanup()
     assert {"app": "live", "stream_key": "someone-else", "client_ip": "127.0.0.1"} in seen
@@ -112,15 +104,12 @@ async def test_shutdown_ends_every_playlist(tmp_path: Path, clip: Path) -> None:
             async with session.get(url) as response:
                 return response.status == 200
 
-        proc = await publish(rtmp_url(server, key), clip, loops=1)
-        try:
+        async with publishing(rtmp_url(server, key), clip, loops=1) as proc:
             await wait_for(has_segment, timeout=10, what="a segment")
             segmenter = server.hub.segmenter("cam1")
             assert segmenter is not None
             await server.stop()
             # The publisher's connection was closed by the server: its ffmpeg exits.
             await asyncio.wait_for(proc.wait(), timeout=8)
-        finally:
-            await stop_process(proc)
     assert segmenter.ended
     assert segmenter.render_playlist().rstrip().endswith("#EXT-X-ENDLIST")

@@ -18,7 +18,7 @@ from rtmp import amf0
 from rtmp.chunk import ChunkWriter
 from rtmp.events import PublishRequested
 from rtmp.server import PublishAccepted, RtmpServer, RtmpSession
-from tests.live import publish, wait_for
+from tests.live import publishing, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -83,14 +83,14 @@ async def test_paced_reads_take_many_frames_per_read_and_lose_none(clip: Path) -
     outcome: dict[float, tuple[int, float, RecordingSink]] = {}
     for interval in (0.0, 0.25):
         async with rtmp_server(interval) as (server, policy, port):
-            proc = await publish(f"rtmp://127.0.0.1:{port}/live/key", clip,
-                                 extra=["-t", str(seconds)])
-            session = await wait_for(lambda: next(iter(server.sessions), None), 10,
-                                     what="ffmpeg to connect")
-            started = time.monotonic()
-            await wait_for(lambda: policy.sinks and policy.sinks[0].ended, 20,
-                           what="the publish to end")
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            async with publishing(f"rtmp://127.0.0.1:{port}/live/key", clip,
+                                  extra=["-t", str(seconds)]) as proc:
+                session = await wait_for(lambda: next(iter(server.sessions), None), 10,
+                                         what="ffmpeg to connect")
+                started = time.monotonic()
+                await wait_for(lambda: policy.sinks and policy.sinks[0].ended, 20,
+                               what="the publish to end")
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
             outcome[interval] = (session.reads, time.monotonic() - started, policy.sinks[0])
 
     unpaced_reads, _, unpaced = outcome[0.0]

@@ -12,10 +12,9 @@ import pytest
 from tests.live import (
     http_url,
     make_clip,
-    publish,
+    publishing,
     rtmp_url,
     running_server,
-    stop_process,
     wait_for,
 )
 
@@ -46,8 +45,7 @@ async def test_thumbnail_is_a_jpeg_of_the_stream_size(tmp_path: Path, clip: Path
     async with running_server(tmp_path) as server, aiohttp.ClientSession() as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         url = http_url(server, "/live/cam1/thumbnail.jpg")
-        proc = await publish(rtmp_url(server, key), clip)
-        try:
+        async with publishing(rtmp_url(server, key), clip):
             async def fetch() -> tuple[bytes, dict] | None:
                 async with session.get(url) as response:
                     if response.status != 200:
@@ -61,8 +59,6 @@ async def test_thumbnail_is_a_jpeg_of_the_stream_size(tmp_path: Path, clip: Path
             async with session.get(http_url(server, "/live/Bad%20Name/thumbnail.jpg")) as resp:
                 assert resp.status == 404
             assert server.hub.is_live("cam1")  # ingest carried on throughout
-        finally:
-            await stop_process(proc)
     assert headers["Content-Type"] == "image/jpeg"
     assert sof_size(jpeg) == (640, 360)
     with av.open(io.BytesIO(jpeg), format="image2pipe") as container:
