@@ -228,14 +228,13 @@ class ChunkReader:
                 # Single-chunk message: the common case for audio and commands.
                 self._pos = pos
                 return self._complete(csid, st, bytes(buf[header_end:end]))
-            piece = buf[header_end:end]
             if not continuing:
                 if self._pending_bytes + length > self.max_pending_bytes:
                     self._fail("too many bytes pending in partially received messages")
                 self._pending_bytes += length
-                st.parts = [piece]
+                st.parts = [buf[header_end:end]]
             else:
-                st.parts.append(piece)  # type: ignore[union-attr]
+                st.parts.append(buf[header_end:end])  # type: ignore[union-attr]
             st.received += size
             if st.received >= length:
                 payload = b"".join(st.parts)  # type: ignore[arg-type]
