@@ -239,6 +239,26 @@ def parse_video_tag(body: bytes | memoryview) -> VideoTag:
     return VideoTag(codec, keyframe, packet_type, composition_time, view[5:])
 
 
+def _multitrack_codec(
+    view: memoryview, pos: int, what: str, fourccs: dict[int, str]
+) -> tuple[str, int]:
+    """The codec of an Enhanced RTMP multitrack tag, and where its track data starts.
+
+    One FourCC follows the multitrack type byte unless every track may have its own.
+    """
+    size = len(view)
+    if pos >= size:
+        raise FlvError(f"enhanced {what} multitrack tag truncated")
+    many_codecs = view[pos] >> 4 == _MANY_TRACKS_MANY_CODECS
+    pos += 1
+    if many_codecs:
+        return "unknown:multitrack", pos
+    if pos + 4 > size:
+        raise FlvError(f"enhanced {what} multitrack tag truncated in its FourCC")
+    (fourcc,) = _U32.unpack_from(view, pos)
+    return fourccs.get(fourcc) or _unknown_fourcc(fourcc), pos + 4
+
+
 def _skip_mod_ex(view: memoryview, pos: int, what: str) -> tuple[int, int]:
     """Skip E-RTMP v2 ModEx blocks; return the real packet type and the new offset."""
     size = len(view)
@@ -275,17 +295,7 @@ def _parse_ex_video(view: memoryview, first: int) -> VideoTag:
         return VideoTag("unknown:command", False, _OTHER_V, 0, view[pos:])
     if packet_type == _EX_VIDEO_MULTITRACK:
         # Extra renditions; the default track comes as a plain message (OBS does so).
-        if pos >= size:
-            raise FlvError("enhanced video multitrack tag truncated")
-        many_codecs = view[pos] >> 4 == _MANY_TRACKS_MANY_CODECS
-        pos += 1
-        codec = "unknown:multitrack"
-        if not many_codecs:
-            if pos + 4 > size:
-                raise FlvError("enhanced video multitrack tag truncated in its FourCC")
-            (fourcc,) = _U32.unpack_from(view, pos)
-            codec = _VIDEO_FOURCCS.get(fourcc) or _unknown_fourcc(fourcc)
-            pos += 4
+        codec, pos = _multitrack_codec(view, pos, "video", _VIDEO_FOURCCS)
         return VideoTag(codec, keyframe, _OTHER_V, 0, view[pos:])
     if pos + 4 > size:
         raise FlvError(f"enhanced video tag needs a FourCC, body has {size} bytes")
@@ -349,17 +359,7 @@ def _parse_ex_audio(view: memoryview, first: int) -> AudioTag:
     if packet_type == _EX_MOD_EX:
         packet_type, pos = _skip_mod_ex(view, pos, "audio")
     if packet_type == _EX_AUDIO_MULTITRACK:
-        if pos >= size:
-            raise FlvError("enhanced audio multitrack tag truncated")
-        many_codecs = view[pos] >> 4 == _MANY_TRACKS_MANY_CODECS
-        pos += 1
-        codec = "unknown:multitrack"
-        if not many_codecs:
-            if pos + 4 > size:
-                raise FlvError("enhanced audio multitrack tag truncated in its FourCC")
-            (fourcc,) = _U32.unpack_from(view, pos)
-            codec = _AUDIO_FOURCCS.get(fourcc) or _unknown_fourcc(fourcc)
-            pos += 4
+        codec, pos = _multitrack_codec(view, pos, "audio", _AUDIO_FOURCCS)
         return AudioTag(codec, _OTHER_A, view[pos:], 0, 0, False)
     if pos + 4 > size:
         raise FlvError(f"enhanced audio tag needs a FourCC, body has {size} bytes")
