@@ -24,9 +24,8 @@ from rtmp.amf0 import (
     encode,
     encode_values,
 )
+from tests.fixtures import OBS_C2S
 
-FIXTURES = Path("/work/shared/fixtures")
-OBS_C2S = FIXTURES / "obs29_publish_c2s.bin"
 
 
 def f64(value: float) -> bytes:

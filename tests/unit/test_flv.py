@@ -28,8 +28,8 @@ from rtmp.flv import (
     parse_hevc_config,
     parse_video_tag,
 )
+from tests.fixtures import OBS_C2S
 
-OBS_C2S = Path("/work/shared/fixtures/obs29_publish_c2s.bin")
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg CLI not installed")
 
