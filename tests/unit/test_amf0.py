@@ -7,7 +7,6 @@ import copy
 import math
 import pickle
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +24,6 @@ from rtmp.amf0 import (
     encode_values,
 )
 from tests.fixtures import OBS_C2S
-
 
 
 def f64(value: float) -> bytes:
