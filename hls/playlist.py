@@ -7,9 +7,12 @@ tags must say:
 - MEDIA-SEQUENCE is the sequence number of the first segment listed.
 - DISCONTINUITY-SEQUENCE counts the DISCONTINUITY tags that slid out of the
   window (RFC 8216 6.2.1), so a player can line periods up across reloads.
-- TARGETDURATION is the largest rounded EXTINF seen and never shrinks
-  (RFC 8216 6.2.1 forbids changing it; growing is what an unusually long GOP
-  forces, and players cope).
+- TARGETDURATION never changes (RFC 8216 6.2.1). It is fixed when the first
+  segment is appended, as the larger of the configured target (rounded up) and
+  that segment's rounded EXTINF: a playlist is only served once it lists a
+  segment, so no player ever sees a provisional value. Later segments must fit
+  within it; cutting them so is the segmenter's job, and append() refuses one
+  that does not.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class MediaPlaylist:
         "_rendered",
         "_segments",
         "_target_duration",
+        "_target_fixed",
         "window",
     )
 
@@ -97,6 +101,7 @@ class MediaPlaylist:
         self._discontinuity_sequence = 0
         # The configured target is a floor: players pace their reloads by it.
         self._target_duration = max(1, math.ceil(target_duration))
+        self._target_fixed = False
         self._ended = False
         self._rendered: str | None = None  # every viewer asks for the same text until it changes
 
@@ -119,7 +124,13 @@ class MediaPlaylist:
 
     @property
     def target_duration(self) -> int:
+        """TARGETDURATION: provisional (the configured target) until the first append."""
         return self._target_duration
+
+    @property
+    def target_fixed(self) -> bool:
+        """True once the first segment has fixed TARGETDURATION for the playlist's life."""
+        return self._target_fixed
 
     @property
     def ended(self) -> bool:
@@ -137,10 +148,28 @@ class MediaPlaylist:
             raise ValueError(f"expected sequence {self.next_sequence}, got {segment.sequence}")
         if segment.duration <= 0:
             raise ValueError("a segment needs a positive duration")
+        rounded = rounded_duration(segment.duration)
+        if not self._target_fixed:
+            self._target_duration = max(self._target_duration, rounded)
+            self._target_fixed = True
+        elif rounded > self._target_duration:
+            raise ValueError(
+                f"EXTINF {segment.duration:.3f} exceeds TARGETDURATION {self._target_duration}"
+            )
         self._rendered = None
         self._segments.append(segment)
-        self._target_duration = max(self._target_duration, rounded_duration(segment.duration))
         return self._slide()
+
+    def drop_oldest(self, keep: int = 1) -> SegmentEntry | None:
+        """Take the oldest segment out early (memory pressure), leaving at least `keep` listed.
+
+        The numbering tags follow exactly as when the window slides; None if
+        only `keep` segments (or fewer) are listed.
+        """
+        if len(self._segments) <= max(keep, 0) or self._ended:
+            return None
+        self._rendered = None
+        return self._pop_head()
 
     def end(self) -> None:
         """Mark the stream finished (EXT-X-ENDLIST); the window stops moving."""
@@ -156,13 +185,16 @@ class MediaPlaylist:
             head = self._segments[0]
             if len(self._segments) <= hard_cap and total - head.duration < min_duration:
                 break
-            self._segments.popleft()
-            total -= head.duration
-            self._media_sequence += 1
-            if head.discontinuity:
-                self._discontinuity_sequence += 1
+            total -= self._pop_head().duration
             removed.append(head)
         return tuple(removed)
+
+    def _pop_head(self) -> SegmentEntry:
+        head = self._segments.popleft()
+        self._media_sequence += 1
+        if head.discontinuity:
+            self._discontinuity_sequence += 1
+        return head
 
     def render(self) -> str:
         """The playlist text. LL-HLS parts on the entries are ignored for now."""

@@ -7,13 +7,36 @@ Cut rules (all by dts, in milliseconds):
 - A segment is cut at the first keyframe once it has lasted the target
   duration, less one frame: keyframes that land a frame early in decode
   order (millisecond rounding, timestamp jitter, an open GOP's leading
-  pictures) still cut where the encoder meant to. A longer keyframe interval
-  simply makes longer segments, and TARGETDURATION follows them up.
-- Memory bound: a segment that reaches ``max_segment_duration`` (default
-  ``FORCED_CUT_TARGETS`` x target) or
-  ``max_segment_bytes`` without a keyframe is cut anyway. The next segment
-  then does not start with a keyframe, so the playlist drops
-  EXT-X-INDEPENDENT-SEGMENTS until that segment leaves the window.
+  pictures) still cut where the encoder meant to.
+- TARGETDURATION is fixed for the playlist's whole life (RFC 8216 6.2.1),
+  across republishes within the grace period too: when the first segment
+  closes, T = max(ceil(target), rounded(first segment)). The playlist is only
+  served once that segment exists, so no player sees another value. A stream
+  whose first GOP is long (OBS "auto": 250 frames) thus gets T from it and
+  keeps cutting at its keyframes.
+- Every later EXTINF rounds to at most T: a segment that reaches T + 0.5 s,
+  less a frame of margin, without a keyframe is cut anyway. The next
+  segment then starts with a non-keyframe and is not independent, so the
+  playlist drops EXT-X-INDEPENDENT-SEGMENTS until it leaves the window.
+  Irregular GOPs (a 7 s GOP in a 2 s stream) thus give segments of about T,
+  not a T that grows mid-stream.
+- A segment holding no video (the video stopped while audio goes on) cuts on
+  audio frames at the target, like an audio-only publish. Such segments are
+  independent: whether a segment is independent is decided by what is in it
+  (its first video frame, if any, is a keyframe), not by how it was cut.
+- A segment that did not open at a keyframe is cut at the next one once it
+  has lasted ``EARLY_KEYFRAME_CUT_SHARE`` of the target, so independence
+  (and video after a stretch of audio) comes back at once.
+- Memory bound: a segment is also cut before it would exceed
+  ``max_segment_bytes``, and the first segment (which fixes T) at
+  ``max_segment_duration`` (default ``FORCED_CUT_TARGETS`` x target).
+
+Segments that leave the playlist stay fetchable for their duration plus the
+longest playlist they appeared in (RFC 8216 6.2.2), measured on ``clock``.
+Everything held (listed, expired-but-kept, the open segment) stays within
+``max_bytes``: when over, expired segments go first (oldest first), then the
+window slides early, keeping the newest segment listed. Both are counted
+(``segments_dropped_early``).
 
 Output timeline: every publish ("period") is shifted by one offset so that
 the first period starts at ``TIMELINE_ORIGIN_MS`` and each later period
@@ -31,7 +54,7 @@ import logging
 import math
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +62,7 @@ from .aac import parse_audio_specific_config
 from .continuity import ContinuityCounters
 from .media import MediaPacket, TrackConfig, TrackKind
 from .muxer import MuxerError, TrackSet, TsMuxer
-from .playlist import MediaPlaylist, PartialSegment, SegmentEntry
+from .playlist import MediaPlaylist, PartialSegment, SegmentEntry, rounded_duration
 
 log = logging.getLogger("hls.segmenter")
 
@@ -48,16 +71,32 @@ log = logging.getLogger("hls.segmenter")
 # headroom keeps it positive, because libavformat shifts negative timestamps
 # and would shift only the segment that happens to hold them.
 TIMELINE_ORIGIN_MS = 10_000
-# A segment without a keyframe is cut after this many target durations. Five
-# leaves room for OBS's "auto" keyframe interval (x264's 250 frames: 8.3 s at
-# 30 fps) at the default 2 s target, while still bounding a stream that sends
-# one keyframe and never another.
+# The first segment (which fixes TARGETDURATION) is cut without a keyframe after
+# this many target durations. Five leaves room for OBS's "auto" keyframe
+# interval (x264's 250 frames: 8.3 s at 30 fps) at the default 2 s target, while
+# still bounding a stream that sends one keyframe and never another.
 FORCED_CUT_TARGETS = 5.0
-# ...or once it holds this many payload bytes (a 50 Mbit/s feed fills it in ~10 s).
+# A segment is cut before it holds more than this many bytes (a 50 Mbit/s feed
+# fills it in ~10 s); with a memory cap, a quarter of the cap at most.
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
-# Segments that slid out of the playlist stay fetchable this long (in segments):
-# a player that loaded the previous playlist may still ask for them.
-RECENTLY_EXPIRED_KEPT = 2
+# With a memory cap, one segment may take at most this share of it: the newest
+# listed segment plus the open one then fit with room to spare, whatever the
+# frame sizes (TS overhead included).
+SEGMENT_SHARE_OF_MEMORY = 4
+# Under memory pressure the window slides early but keeps this many segments
+# listed: a playlist with nothing in it would send players away.
+MIN_LISTED_UNDER_PRESSURE = 1
+# EXTINF rounds to the nearest second (halves up): a segment must end before
+# T + 0.5 s. Forced cuts leave one frame of margin below that, but never more
+# than this, so keyframes that come a little late still cut where meant to.
+ROUNDING_HEADROOM_MS = 500
+MAX_CUT_MARGIN_MS = 250
+# A segment that did not open at a keyframe (a forced cut, or audio going on
+# after the video stopped) is cut at the next keyframe once it has lasted this
+# share of the target: segments start with keyframes again, and the playlist
+# regains EXT-X-INDEPENDENT-SEGMENTS, a segment sooner; shorter would make
+# needlessly tiny segments when a keyframe follows a forced cut closely.
+EARLY_KEYFRAME_CUT_SHARE = 0.5
 # Frame duration guess before a video track has shown two frames (30 fps).
 DEFAULT_VIDEO_FRAME_MS = 1000 / 30
 # Gaps between consecutive frames beyond this are stalls, not the frame rate.
@@ -91,8 +130,10 @@ class _OpenSegment:
     __slots__ = (
         "discontinuity",
         "first_dts",
+        "has_video",
         "independent",
-        "last_anchor_dts",
+        "keyframe_start",
+        "last_lead_dts",
         "muxer",
         "name",
         "parts",
@@ -109,18 +150,36 @@ class _OpenSegment:
         first_dts: int,
         wall_clock: float,
         discontinuity: bool,
-        independent: bool,
+        keyframe_start: bool,
     ) -> None:
         self.sequence = sequence
         self.name = name
         self.muxer = muxer
         self.first_dts = first_dts
-        self.last_anchor_dts = first_dts
+        # The last dts of the track that times the segment: video if it holds any,
+        # else audio. Its end is the segment's end when the period ends here.
+        self.last_lead_dts = first_dts
         self.wall_clock = wall_clock
         self.discontinuity = discontinuity
-        self.independent = independent
+        # Independent until a video frame other than a keyframe comes first.
+        self.independent = True
+        self.has_video = False
+        self.keyframe_start = keyframe_start  # opened by a keyframe of the anchor track
         self.payload_bytes = 0
         self.parts: list[PartialSegment] = []
+
+    @property
+    def bytes_held(self) -> int:
+        """Memory the open segment takes: its TS output, or the payload still queued."""
+        return max(self.muxer.bytes_written, self.payload_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expired:
+    """A segment that left the playlist and stays fetchable until `deadline` (clock time)."""
+
+    data: bytes | bytearray
+    deadline: float
 
 
 class Segmenter:
@@ -137,25 +196,36 @@ class Segmenter:
         clock: Callable[[], float] = time.time,
         *,
         max_segment_duration: float | None = None,
-        max_segment_bytes: int = MAX_SEGMENT_BYTES,
+        max_segment_bytes: int | None = None,
+        max_bytes: int | None = None,
         on_segment: Callable[[SegmentInfo], None] | None = None,
         name_token: str | None = None,
         label: str = "",
     ) -> None:
-        """`name_token` goes into segment names (default: random) so that a channel
-        restarted later never reuses a URL that caches may hold as immutable;
-        pass "" for plain ``seg{sequence}.ts``. `label` prefixes log lines."""
+        """`clock` stamps PROGRAM-DATE-TIME and times how long expired segments stay.
+        `max_bytes` caps everything held (None: no cap); `max_segment_bytes`
+        defaults to a share of it. `name_token` goes into segment names (default:
+        random) so that a channel restarted later never reuses a URL that caches
+        may hold as immutable; pass "" for plain ``seg{sequence}.ts``. `label`
+        prefixes log lines."""
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
         if max_segment_duration is None:
             max_segment_duration = FORCED_CUT_TARGETS * target_duration
         if max_segment_duration < target_duration:
             raise ValueError("max_segment_duration must be at least target_duration")
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        if max_segment_bytes is None:
+            max_segment_bytes = MAX_SEGMENT_BYTES
+            if max_bytes is not None:
+                max_segment_bytes = min(max_segment_bytes, max_bytes // SEGMENT_SHARE_OF_MEMORY)
         if max_segment_bytes <= 0:
             raise ValueError("max_segment_bytes must be positive")
         self.target_duration = target_duration
         self.max_segment_duration = max_segment_duration
         self.max_segment_bytes = max_segment_bytes
+        self.max_bytes = max_bytes
         self._target_ms = round(target_duration * 1000)
         self._max_ms = round(max_segment_duration * 1000)
         self._clock = clock
@@ -168,7 +238,7 @@ class Segmenter:
         self._state = State.IDLE
         self._configs: tuple[TrackConfig | None, TrackConfig | None] | None = None
         self._tracks: TrackSet | None = None
-        self._anchor: str | None = None  # the track that cuts: video if any, else audio
+        self._anchor: str | None = None  # the track that opens a period: video if any
         self._offset: int | None = None  # input ms → output ms, per period
         self._timeline_end: float | None = None  # output ms where the last period ended
         self._discontinuity_next = False
@@ -176,10 +246,15 @@ class Segmenter:
         self._last_dts: dict[str, int] = {}
         self._frame_ms: dict[str, float] = {}
 
-        self._data: dict[str, bytes | bytearray] = {}
-        self._expired: deque[tuple[str, bytes | bytearray]] = deque(maxlen=RECENTLY_EXPIRED_KEPT)
+        self._data: dict[str, bytes | bytearray] = {}  # listed segments
+        self._longest_listed: dict[str, float] = {}  # longest playlist each appeared in (s)
+        self._expired: dict[str, _Expired] = {}  # insertion order: oldest first
         self._bytes_in_window = 0
+        self._bytes_expired = 0
         self._segments_produced = 0
+        self._segments_dropped_early = 0
+        self._forced_cuts = 0
+        self._durations_clamped = 0
         self._last_segment_duration = 0.0
         self._longest_segment_duration = 0.0
         self._drops: Counter[str] = Counter()
@@ -219,6 +294,9 @@ class Segmenter:
         if kind not in self._tracks.kinds:
             self._drop("undeclared_track")
             return
+        if len(packet.data) > self.max_segment_bytes:
+            self._drop("frame_too_large")  # no segment could hold it within the memory bound
+            return
         starts_segment = kind == self._anchor and packet.keyframe
         if self._offset is None:
             if not starts_segment:
@@ -245,23 +323,9 @@ class Segmenter:
             if not starts_segment:
                 self._drop("before_keyframe")
                 return
-            segment = self._open_segment(dts, independent=True)
+            segment = self._open_segment(dts, keyframe_start=True)
         else:
-            elapsed = dts - segment.first_dts
-            tolerance = math.ceil(self._frame_ms.get(self._anchor or "", DEFAULT_VIDEO_FRAME_MS))
-            if starts_segment and elapsed >= self._target_ms - tolerance:
-                self._close_open_segment(next_first_dts=dts)
-                segment = self._open_segment(dts, independent=True)
-            elif elapsed >= self._max_ms or segment.payload_bytes >= self.max_segment_bytes:
-                log.warning(
-                    "%sno keyframe for %.1f s / %d bytes: cutting segment %d anyway",
-                    self._prefix(),
-                    elapsed / 1000,
-                    segment.payload_bytes,
-                    segment.sequence,
-                )
-                self._close_open_segment(next_first_dts=dts)
-                segment = self._open_segment(dts, independent=starts_segment)
+            segment = self._maybe_cut(segment, kind, dts, starts_segment, len(packet.data))
 
         data = packet.data
         if isinstance(data, memoryview) and not data.readonly:
@@ -271,9 +335,14 @@ class Segmenter:
             self._drop("muxer_refused")
             return
         segment.payload_bytes += len(data)
-        if kind == self._anchor:
-            segment.last_anchor_dts = dts
+        if kind == TrackKind.VIDEO and not segment.has_video:
+            segment.has_video = True
+            segment.independent = packet.keyframe
+        if kind == TrackKind.VIDEO or not segment.has_video:
+            segment.last_lead_dts = dts
         self._note_frame(kind, dts)
+        if self.max_bytes is not None and self.bytes_held > self.max_bytes:
+            self._enforce_memory_cap()
 
     def publisher_gone(self) -> None:
         """The publisher left: publish the open segment; a later configure() starts a new period."""
@@ -299,14 +368,18 @@ class Segmenter:
         return self._playlist.render()
 
     def segment(self, name: str) -> bytes | bytearray | None:
-        """A segment's bytes: any in the window, or one of the last few that slid out."""
+        """A segment's bytes: any in the window, or one that left it less than its
+        duration plus the longest playlist it appeared in ago (RFC 8216 6.2.2)."""
         data = self._data.get(name)
         if data is not None:
             return data
-        for expired_name, expired_data in self._expired:
-            if expired_name == name:
-                return expired_data
-        return None
+        kept = self._expired.get(name)
+        if kept is None:
+            return None
+        if self._clock() > kept.deadline:
+            self._forget_expired(name)
+            return None
+        return kept.data
 
     def segment_name(self, sequence: int) -> str:
         return f"seg{sequence}{self._name_suffix}"
@@ -340,12 +413,42 @@ class Segmenter:
 
     @property
     def target_duration_seen(self) -> int:
-        """The TARGETDURATION the playlist advertises (grows, never shrinks)."""
+        """The TARGETDURATION the playlist advertises (fixed by its first segment)."""
         return self._playlist.target_duration
 
     @property
     def bytes_in_window(self) -> int:
         return self._bytes_in_window
+
+    @property
+    def bytes_held(self) -> int:
+        """Everything this channel holds: listed, expired-but-kept and open segments."""
+        held = self._bytes_in_window + self._bytes_expired
+        if self._open is not None:
+            held += self._open.bytes_held
+        return held
+
+    @property
+    def bytes_kept_expired(self) -> int:
+        """Bytes of segments that left the playlist and are still served for a while."""
+        return self._bytes_expired
+
+    @property
+    def segments_dropped_early(self) -> int:
+        """Segments let go before their time to stay within `max_bytes`
+        (expired ones before their deadline, listed ones before the window slid)."""
+        return self._segments_dropped_early
+
+    @property
+    def forced_cuts(self) -> int:
+        """Segments cut without a keyframe (to keep within TARGETDURATION or a byte bound)."""
+        return self._forced_cuts
+
+    @property
+    def durations_clamped(self) -> int:
+        """Segments whose timestamps spanned more than TARGETDURATION allows (a gap in
+        the feed); their EXTINF says the most it may."""
+        return self._durations_clamped
 
     @property
     def ended(self) -> bool:
@@ -365,6 +468,63 @@ class Segmenter:
         return self._tracks.kinds if self._tracks is not None else ()
 
     # ---- internals ----------------------------------------------------------------------
+
+    def _maybe_cut(
+        self, segment: _OpenSegment, kind: str, dts: int, starts_segment: bool, size: int
+    ) -> _OpenSegment:
+        """Close the open segment before this packet if a cut rule says so; the segment
+        the packet goes into."""
+        elapsed = dts - segment.first_dts
+        # A keyframe of the anchor cuts; so does any audio frame while the segment holds
+        # no video (the video stopped and audio goes on: cut as an audio-only publish).
+        cuts_here = starts_segment or (kind == TrackKind.AUDIO and not segment.has_video)
+        tolerance = math.ceil(self._frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
+        if cuts_here and elapsed >= self._target_ms - tolerance:
+            self._close_open_segment(next_first_dts=dts)
+            return self._open_segment(dts, keyframe_start=starts_segment)
+        early = self._target_ms * EARLY_KEYFRAME_CUT_SHARE
+        if starts_segment and not segment.keyframe_start and elapsed >= early:
+            self._close_open_segment(next_first_dts=dts)
+            return self._open_segment(dts, keyframe_start=True)
+        too_long = elapsed >= self._forced_cut_ms()
+        too_big = segment.payload_bytes > 0 and segment.bytes_held + size > self.max_segment_bytes
+        if not (too_long or too_big):
+            return segment
+        self._forced_cuts += 1
+        # The first forced cut is worth a warning; an encoder with long GOPs repeats it.
+        level = logging.WARNING if self._forced_cuts == 1 else logging.DEBUG
+        log.log(
+            level,
+            "%sno keyframe for %.1f s / %d bytes: cutting segment %d anyway",
+            self._prefix(),
+            elapsed / 1000,
+            segment.payload_bytes,
+            segment.sequence,
+        )
+        self._close_open_segment(next_first_dts=dts)
+        return self._open_segment(dts, keyframe_start=starts_segment)
+
+    def _forced_cut_ms(self) -> int:
+        """How long a segment may grow without a keyframe before it is cut anyway.
+
+        Before TARGETDURATION is fixed: `max_segment_duration`. After: just short
+        of what would round above it, one frame (of the slowest track) early so the
+        packet that triggers the cut still lands in time.
+        """
+        if not self._playlist.target_fixed:
+            return self._max_ms
+        kinds = self._tracks.kinds if self._tracks is not None else ()
+        frame = max((self._frame_ms.get(k, DEFAULT_VIDEO_FRAME_MS) for k in kinds), default=0.0)
+        margin = min(math.ceil(frame) + 1, MAX_CUT_MARGIN_MS)
+        limit = self._playlist.target_duration * 1000 + ROUNDING_HEADROOM_MS - margin
+        return min(self._max_ms, limit)
+
+    def _extinf_ceiling_ms(self) -> int:
+        """The longest EXTINF (ms) that still rounds within TARGETDURATION."""
+        bound = self._playlist.target_duration
+        if not self._playlist.target_fixed:
+            bound = max(bound, rounded_duration(self.max_segment_duration))
+        return bound * 1000 + ROUNDING_HEADROOM_MS - 1
 
     def _set_tracks(self, video: TrackConfig | None, audio: TrackConfig | None) -> None:
         self._clear_tracks()
@@ -400,7 +560,7 @@ class Segmenter:
             return TIMELINE_ORIGIN_MS - first_dts
         return math.ceil(self._timeline_end) - first_dts
 
-    def _open_segment(self, first_dts: int, *, independent: bool) -> _OpenSegment:
+    def _open_segment(self, first_dts: int, *, keyframe_start: bool) -> _OpenSegment:
         assert self._tracks is not None
         sequence = self._playlist.next_sequence
         name = self.segment_name(sequence)
@@ -412,7 +572,7 @@ class Segmenter:
             first_dts,
             self._clock(),
             discontinuity=self._discontinuity_next,
-            independent=independent,
+            keyframe_start=keyframe_start,
         )
         self._discontinuity_next = False
         self._open = segment
@@ -429,8 +589,9 @@ class Segmenter:
         if next_first_dts is not None:
             duration_ms = float(next_first_dts - segment.first_dts)
         else:
-            frame = self._frame_ms.get(self._anchor or "", DEFAULT_VIDEO_FRAME_MS)
-            duration_ms = segment.last_anchor_dts - segment.first_dts + frame
+            lead = TrackKind.VIDEO if segment.has_video else TrackKind.AUDIO
+            frame = self._frame_ms.get(lead, DEFAULT_VIDEO_FRAME_MS)
+            duration_ms = segment.last_lead_dts - segment.first_dts + frame
             self._timeline_end = max(
                 [segment.first_dts + duration_ms]
                 + [last + self._frame_ms.get(kind, 0) for kind, last in self._last_dts.items()]
@@ -440,6 +601,19 @@ class Segmenter:
             log.error("%ssegment %d came out empty: skipped", self._prefix(), segment.sequence)
             self._discontinuity_next |= segment.discontinuity
             return
+        ceiling = self._extinf_ceiling_ms()
+        if duration_ms > ceiling:
+            # Only a jump in the feed's timestamps gets here: the cut rules end every
+            # segment in time. EXTINF says the most it may; the timestamps keep the gap.
+            self._durations_clamped += 1
+            log.warning(
+                "%ssegment %d spans %.3f s of timestamps: listed as %.3f s",
+                self._prefix(),
+                segment.sequence,
+                duration_ms / 1000,
+                ceiling / 1000,
+            )
+            duration_ms = ceiling
         duration = max(duration_ms, 1.0) / 1000
         entry = SegmentEntry(
             sequence=segment.sequence,
@@ -452,10 +626,12 @@ class Segmenter:
         )
         self._data[segment.name] = data
         self._bytes_in_window += len(data)
+        now = self._clock()
         for removed in self._playlist.append(entry):
-            removed_data = self._data.pop(removed.uri)
-            self._bytes_in_window -= len(removed_data)
-            self._expired.append((removed.uri, removed_data))
+            self._expire(removed, now)
+        self._note_playlist_duration()
+        self._purge_expired(now)
+        self._enforce_memory_cap()
         self._segments_produced += 1
         self._last_segment_duration = duration
         self._longest_segment_duration = max(self._longest_segment_duration, duration)
@@ -472,6 +648,69 @@ class Segmenter:
                 self._on_segment(info)
             except Exception:
                 log.exception("%son_segment observer failed", self._prefix())
+
+    # ---- retention and memory -------------------------------------------------------------
+
+    def _note_playlist_duration(self) -> None:
+        """Remember, for each listed segment, the longest playlist it has appeared in."""
+        total = self._playlist.duration
+        longest = self._longest_listed
+        for listed in self._playlist.segments:
+            if longest.get(listed.uri, 0.0) < total:
+                longest[listed.uri] = total
+
+    def _unlist(self, entry: SegmentEntry) -> bytes | bytearray:
+        data = self._data.pop(entry.uri)
+        self._bytes_in_window -= len(data)
+        self._longest_listed.pop(entry.uri, None)
+        return data
+
+    def _expire(self, entry: SegmentEntry, now: float) -> None:
+        """A segment slid out of the playlist: keep it for its duration plus the longest
+        playlist it appeared in (RFC 8216 6.2.2), a player's worst case for asking."""
+        longest = self._longest_listed.get(entry.uri, 0.0)
+        data = self._unlist(entry)
+        self._expired[entry.uri] = _Expired(data, now + entry.duration + longest)
+        self._bytes_expired += len(data)
+
+    def _forget_expired(self, name: str) -> int:
+        kept = self._expired.pop(name)
+        self._bytes_expired -= len(kept.data)
+        return len(kept.data)
+
+    def _purge_expired(self, now: float) -> None:
+        # Deadlines are not in removal order (durations differ): look at each; few are kept.
+        for name in [n for n, kept in self._expired.items() if now > kept.deadline]:
+            self._forget_expired(name)
+
+    def _enforce_memory_cap(self) -> None:
+        """Within `max_bytes`: drop expired segments oldest first, then slide the window
+        early (keeping the newest listed). What goes early is counted."""
+        if self.max_bytes is None:
+            return
+        excess = self.bytes_held - self.max_bytes
+        if excess <= 0:
+            return
+        dropped = 0
+        while excess > 0 and self._expired:
+            excess -= self._forget_expired(next(iter(self._expired)))
+            dropped += 1
+        while excess > 0:
+            entry = self._playlist.drop_oldest(keep=MIN_LISTED_UNDER_PRESSURE)
+            if entry is None:
+                break
+            excess -= len(self._unlist(entry))
+            dropped += 1
+        if dropped:
+            level = logging.WARNING if not self._segments_dropped_early else logging.DEBUG
+            log.log(
+                level,
+                "%sover the %d-byte memory cap: dropped %d segment(s) early",
+                self._prefix(),
+                self.max_bytes,
+                dropped,
+            )
+            self._segments_dropped_early += dropped
 
     def _note_frame(self, kind: str, dts: int) -> None:
         last = self._last_dts.get(kind)

@@ -137,12 +137,11 @@ class StreamHub:
 
     def _new_channel(self, name: str) -> LiveChannel:
         settings = self.settings
-        # The per-stream memory cap is spread over the window plus the segment being
-        # built and the recently expired ones kept for slow players.
+        # The segmenter holds its window, expired-but-kept and open segments within this.
         segmenter = Segmenter(
             target_duration=settings.segment_duration,
             window=settings.playlist_size,
-            max_segment_bytes=settings.max_stream_memory // (settings.playlist_size + 3),
+            max_bytes=settings.max_stream_memory,
             label=name,
             on_segment=lambda info: self._segment_done(name, info),
         )

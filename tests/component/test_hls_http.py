@@ -140,9 +140,11 @@ async def test_not_found(hls_client: TestClient, path: str, reason: str) -> None
 
 
 async def test_expired_segment() -> None:
-    # Two publishes through a window of 3: the first segments are gone for good.
+    # Two publishes through a window of 3: the first segments leave the playlist, stay
+    # fetchable for a while (RFC 8216 6.2.2), then are gone for good.
     media = av_clip()
-    segmenter = Segmenter(window=3)
+    now = [1_700_000_000.0]
+    segmenter = Segmenter(window=3, clock=lambda: now[0])
     for _ in range(2):
         segmenter.configure(media.video, media.audio)
         for packet in media.packets:
@@ -152,6 +154,9 @@ async def test_expired_segment() -> None:
     add_hls_routes(app, {"x": segmenter}.get)
     async with TestClient(TestServer(app)) as client:
         gone = segmenter.segment_name(0)
+        assert gone not in segmenter.render_playlist()
+        assert (await client.get(f"/live/x/{gone}")).status == 200
+        now[0] += 60
         assert (await client.get(f"/live/x/{gone}")).status == 404
         listed = first_segment(segmenter)
         assert (await client.get(f"/live/x/{listed}")).status == 200

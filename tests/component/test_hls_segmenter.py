@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import itertools
 import json
 import logging
 import shutil
+import struct
 import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import pytest
 
 from hls.media import MediaPacket, TrackConfig
+from hls.playlist import rounded_duration
 from hls.segmenter import TIMELINE_ORIGIN_MS, Segmenter, SegmentInfo, State
 from tests.hls_media import (
     Media,
     av_clip,
     ffmpeg_has_encoder,
     hevc_clip,
+    load,
     long_gop_clip,
     playlist_entries,
     playlist_tag,
@@ -40,11 +47,13 @@ class Clock:
 
 
 def feed(segmenter: Segmenter, media: Media, clock: Clock | None = None) -> None:
+    """Publish `media`; the clock, if given, runs with the media from where it stands."""
     segmenter.configure(media.video, media.audio)
     first = media.packets[0].dts
+    start = clock.now if clock is not None else 0.0
     for packet in media.packets:
         if clock is not None:
-            clock.now = T0 + (packet.dts - first) / 1000
+            clock.now = start + (packet.dts - first) / 1000
         segmenter.push(packet)
 
 
@@ -374,20 +383,24 @@ def test_byte_limit_forces_cuts(hls_av: Media) -> None:
     assert all(e.duration < 2.0 for e in segmenter.playlist.segments)
 
 
-def test_window_is_bounded_and_recent_segments_linger(hls_av: Media) -> None:
-    segmenter = Segmenter(window=3, name_token="")
-    feed(segmenter, hls_av)
+def test_window_is_bounded_and_expired_segments_linger(hls_av: Media) -> None:
+    clock = Clock()
+    segmenter = Segmenter(window=3, clock=clock, name_token="")
+    feed(segmenter, hls_av, clock)
     segmenter.publisher_gone()
-    feed(segmenter, hls_av)
+    feed(segmenter, hls_av, clock)
     segmenter.end()
     listed = [uri for _, uri, _ in playlist_entries(segmenter.render_playlist())]
     # Three segments would list 5 s, under 3 x TARGETDURATION (RFC 8216 6.2.2): four stay.
     assert listed == ["seg4.ts", "seg5.ts", "seg6.ts", "seg7.ts"]
-    assert segmenter.segment("seg3.ts") is not None  # just slid out: still served
-    assert segmenter.segment("seg2.ts") is not None
-    assert segmenter.segment("seg1.ts") is None
+    for uri in ("seg0.ts", "seg1.ts", "seg2.ts", "seg3.ts"):  # slid out seconds ago: served
+        assert segmenter.segment(uri) is not None
     assert segmenter.segment("nope.ts") is None
     assert segmenter.bytes_in_window == sum(len(segmenter.segment(u) or b"") for u in listed)
+    clock.now += 60  # long past every deadline: gone, and no longer held
+    assert all(segmenter.segment(f"seg{i}.ts") is None for i in range(4))
+    assert segmenter.bytes_kept_expired == 0
+    assert segmenter.bytes_held == segmenter.bytes_in_window
 
 
 # ---- odd input --------------------------------------------------------------------------
@@ -515,3 +528,302 @@ def test_hevc() -> None:
         assert (probe.width, probe.height) == (320, 240)
         assert probe.video_starts_with_parameter_sets  # VPS/SPS/PPS before the IRAP
         assert probe.first_frame_decoded
+
+
+# ---- RFC 8216 rules whatever the encoder sends ------------------------------------------
+
+
+@functools.cache
+def irregular_gop_clip() -> Media:
+    """17 s of small H.264 + AAC with keyframes at 0, 2, 4, 11, 13, 15 s: one 7 s GOP."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    with tempfile.TemporaryDirectory(prefix="hls-media-") as tmp:
+        path = Path(tmp) / "irregular.flv"
+        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"]
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+        cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-sc_threshold", "0"]
+        cmd += ["-force_key_frames", "0,2,4,11,13,15", "-pix_fmt", "yuv420p"]
+        cmd += ["-c:a", "aac", "-ac", "2", "-t", "17", "-f", "flv", str(path)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        media = load(path)
+    assert [round(k / 1000) for k in media.keyframe_dts()] == [0, 2, 4, 11, 13, 15]
+    return media
+
+
+class Recorder:
+    """A segmenter on a test clock, with the playlist a player got after every segment."""
+
+    def __init__(self, **options: object) -> None:
+        self.clock = Clock()
+        self.texts: list[str] = []
+        self.times: list[float] = []
+        self.independence: list[tuple[bool, ...]] = []
+        self.segmenter = Segmenter(
+            clock=self.clock, name_token="", on_segment=self._seen, **options  # type: ignore[arg-type]
+        )
+
+    def _seen(self, _: SegmentInfo) -> None:
+        self.texts.append(self.segmenter.render_playlist())
+        self.times.append(self.clock.now)
+        self.independence.append(tuple(e.independent for e in self.segmenter.playlist.segments))
+
+    def feed(self, media: Media) -> None:
+        feed(self.segmenter, media, self.clock)
+
+
+def first_video_is_keyframe(data: bytes | bytearray) -> bool | None:
+    """Whether a segment's first video packet is a keyframe; None if it holds no video."""
+    with av.open(io.BytesIO(bytes(data)), format="mpegts") as container:
+        for packet in container.demux():
+            if packet.size and packet.stream.type == "video":
+                return bool(packet.is_keyframe)
+    return None
+
+
+def assert_fixed_target(recorder: Recorder) -> int:
+    """One TARGETDURATION in every playlist served, every rounded EXTINF within it, and
+    INDEPENDENT-SEGMENTS exactly when every listed segment is independent."""
+    targets = {playlist_tag(text, "EXT-X-TARGETDURATION") for text in recorder.texts}
+    assert len(targets) == 1, targets
+    target = int(targets.pop() or 0)
+    for text, independence in zip(recorder.texts, recorder.independence, strict=True):
+        assert max(rounded_duration(d) for d, _, _ in playlist_entries(text)) <= target, text
+        assert ("#EXT-X-INDEPENDENT-SEGMENTS" in text) == all(independence)
+    return target
+
+
+def assert_independence_is_honest(segmenter: Segmenter) -> None:
+    """A segment listed as independent holds no video or starts with a keyframe; the others
+    start without one."""
+    for entry in segmenter.playlist.segments:
+        data = segmenter.segment(entry.uri)
+        assert data is not None
+        assert entry.independent == (first_video_is_keyframe(data) is not False), entry
+
+
+def test_irregular_gop_keeps_target_duration() -> None:
+    recorder = Recorder(window=3)
+    recorder.feed(irregular_gop_clip())
+    recorder.segmenter.end()
+    assert assert_fixed_target(recorder) == 2  # not 7, when the 7 s GOP comes
+    segmenter = recorder.segmenter
+    assert segmenter.forced_cuts == 2  # 4 s -> 6.47 s -> 8.93 s, then the 11 s keyframe cuts
+    assert segmenter.durations_clamped == 0
+    # While the forced cuts are listed the playlist does not promise independence...
+    assert any("#EXT-X-INDEPENDENT-SEGMENTS" not in text for text in recorder.texts)
+    # ...and once keyframes cut again and the window moved on, it does.
+    final = segmenter.render_playlist()
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in final
+    assert [round(d, 1) for d, _, _ in playlist_entries(final)] == [2.0, 2.0, 2.0]
+    assert_independence_is_honest(segmenter)
+
+
+def test_irregular_gop_segments_are_honest_while_listed() -> None:
+    recorder = Recorder(window=20)
+    recorder.feed(irregular_gop_clip())
+    recorder.segmenter.end()
+    assert_fixed_target(recorder)
+    entries = recorder.segmenter.playlist.segments
+    assert [round(e.duration, 2) for e in entries] == [2.0, 2.0, 2.47, 2.47, 2.07, 2.0, 2.0, 2.0]
+    assert [e.independent for e in entries] == [True, True, True, False, False, True, True, True]
+    assert_independence_is_honest(recorder.segmenter)
+
+
+def test_long_first_gop_sets_the_target_and_keeps_it() -> None:
+    recorder = Recorder()
+    recorder.feed(long_gop_clip())  # 5 s GOPs at a 2 s target
+    recorder.segmenter.end()
+    assert assert_fixed_target(recorder) == 5
+    assert recorder.segmenter.forced_cuts == 0
+    assert all(e.independent for e in recorder.segmenter.playlist.segments)
+
+
+def test_video_stopping_while_audio_goes_on(hls_av: Media) -> None:
+    # Video stops after 3 s and comes back at the 6 s keyframe; audio runs throughout.
+    packets = tuple(p for p in hls_av.packets if p.kind == "audio" or not 3000 <= p.dts < 6000)
+    recorder = Recorder()
+    recorder.feed(Media(hls_av.video, hls_av.audio, packets))
+    recorder.segmenter.end()
+    assert assert_fixed_target(recorder) == 2  # not 10
+    assert all("#EXT-X-INDEPENDENT-SEGMENTS" in text for text in recorder.texts)
+    entries = recorder.segmenter.playlist.segments
+    # 0-2 s; 2-4.47 s cut before it could round to 3; audio alone 4.47-6 s, cut where the
+    # video comes back with a keyframe; 6-7 s.
+    durations = [round(e.duration, 2) for e in entries]
+    assert durations == pytest.approx([2.0, 2.47, 1.53, 1.0], abs=0.03)
+    segments = segments_of(recorder.segmenter)
+    assert first_video_is_keyframe(segments[2][1]) is None  # audio only
+    assert probe_segment(segments[2][1]).audio_packets > 60
+    assert_independence_is_honest(recorder.segmenter)
+
+
+def test_long_audio_only_stretch_cuts_at_the_target(hls_av: Media) -> None:
+    packets = tuple(p for p in hls_av.packets if p.kind == "audio" or p.dts < 2500)
+    recorder = Recorder()
+    recorder.feed(Media(hls_av.video, hls_av.audio, packets))
+    recorder.segmenter.end()
+    assert assert_fixed_target(recorder) == 2
+    durations = [round(e.duration, 1) for e in recorder.segmenter.playlist.segments]
+    assert durations == [2.0, 2.5, 2.0, 0.6]  # the audio-only ones cut on audio frames at 2 s
+    assert all(e.independent for e in recorder.segmenter.playlist.segments)
+
+
+def test_republish_with_another_gop_keeps_the_target(hls_av: Media) -> None:
+    recorder = Recorder(window=20)
+    recorder.feed(hls_av)  # 2 s GOPs fix TARGETDURATION at 2
+    recorder.segmenter.publisher_gone()
+    recorder.feed(long_gop_clip())  # then an encoder with 5 s GOPs comes back within grace
+    recorder.segmenter.end()
+    assert assert_fixed_target(recorder) == 2
+    second = [e for e in recorder.segmenter.playlist.segments if e.sequence >= 4]
+    assert second[0].discontinuity
+    assert not all(e.independent for e in second)  # forced cuts inside the 5 s GOPs
+    assert_independence_is_honest(recorder.segmenter)
+
+
+def test_a_gap_in_timestamps_never_breaks_the_target(hls_av: Media) -> None:
+    # The encoder's clock jumps 30 s forward after 3 s (a stall): EXTINF stays within T.
+    packets = tuple(replace(p, dts=p.dts + 30_000, pts=p.pts + 30_000) if p.dts >= 3000 else p
+                    for p in hls_av.packets)
+    recorder = Recorder()
+    recorder.feed(Media(hls_av.video, hls_av.audio, packets))
+    recorder.segmenter.end()
+    assert assert_fixed_target(recorder) == 2
+    assert recorder.segmenter.durations_clamped >= 1
+
+
+# ---- retention of expired segments (RFC 8216 6.2.2) ------------------------------------
+
+
+class RetentionOracle:
+    """When each segment may go, from the playlists players were served and when (6.2.2):
+    the time it left the playlist, plus its duration, plus the longest playlist it was in."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.seen = 0
+        self.longest: dict[str, float] = {}
+        self.deadlines: dict[str, float] = {}
+        self.kept: dict[str, float] = {}  # uri -> how long it stayed after leaving
+        self.checked = 0
+
+    def check(self) -> None:
+        recorder = self.recorder
+        previous = (
+            playlist_entries(recorder.texts[self.seen - 1]) if self.seen else []
+        )
+        while self.seen < len(recorder.texts):
+            entries = playlist_entries(recorder.texts[self.seen])
+            total = sum(d for d, _, _ in entries)
+            for _, uri, _ in entries:
+                self.longest[uri] = max(self.longest.get(uri, 0.0), total)
+            listed = {uri for _, uri, _ in entries}
+            for duration, uri, _ in previous:
+                if uri not in listed:
+                    self.kept[uri] = duration + self.longest[uri]
+                    self.deadlines[uri] = recorder.times[self.seen] + self.kept[uri]
+            previous = entries
+            self.seen += 1
+        now = recorder.clock.now
+        for uri, deadline in list(self.deadlines.items()):
+            if now < deadline - 0.01:
+                assert recorder.segmenter.segment(uri) is not None, (uri, "gone too early")
+            elif now > deadline + 0.01:
+                assert recorder.segmenter.segment(uri) is None, (uri, "kept too long")
+                del self.deadlines[uri]
+                self.checked += 1
+
+
+@pytest.mark.parametrize("window", [3, 6])
+def test_expired_segments_stay_for_their_duration_plus_the_longest_playlist(
+    hls_av: Media, window: int
+) -> None:
+    recorder = Recorder(window=window)
+    oracle = RetentionOracle(recorder)
+    segmenter = recorder.segmenter
+    for _ in range(4):  # publishes within grace: one playlist, one clock
+        segmenter.configure(hls_av.video, hls_av.audio)
+        start, first = recorder.clock.now, hls_av.packets[0].dts
+        for packet in hls_av.packets:
+            recorder.clock.now = start + (packet.dts - first) / 1000
+            segmenter.push(packet)
+            oracle.check()
+        recorder.clock.now += 0.5
+        segmenter.publisher_gone()
+    segmenter.end()
+    for _ in range(1200):  # 60 s more, in 50 ms steps: every kept segment reaches its end
+        recorder.clock.now += 0.05
+        oracle.check()
+    assert oracle.checked >= 16 - 4 - window
+    assert not oracle.deadlines and segmenter.bytes_kept_expired == 0
+    if window == 6:
+        # Defaults: a 2 s segment that appeared in an 11 s playlist stays 13 s after it left.
+        assert oracle.kept["seg0.ts"] == pytest.approx(13.0, abs=0.1)
+
+
+# ---- memory cap ---------------------------------------------------------------------------
+
+
+def with_big_frames(media: Media, size: int) -> Media:
+    """The clip's timing with every video frame one `size`-byte NAL unit (AVCC, 4-byte length)."""
+
+    def swap(packet: MediaPacket) -> MediaPacket:
+        if packet.kind != "video":
+            return packet
+        nal = bytes([0x65 if packet.keyframe else 0x41]) + b"\xab" * (size - 5)
+        return replace(packet, data=struct.pack(">I", len(nal)) + nal)
+
+    return Media(media.video, media.audio, tuple(swap(p) for p in media.packets))
+
+
+def test_memory_cap_holds_with_megabyte_frames(hls_av: Media) -> None:
+    cap = 8 * 1024 * 1024
+    media = with_big_frames(hls_av, 1024 * 1024)  # 30 MB/s of video
+    segmenter = Segmenter(window=6, max_bytes=cap, name_token="")
+    segmenter.configure(media.video, media.audio)
+    most = 0
+    for packet in media.packets:
+        segmenter.push(packet)
+        most = max(most, segmenter.bytes_held)
+        assert segmenter.bytes_held <= cap
+        listed = segmenter.playlist.segments
+        if segmenter.playlist_ready and len(listed) < min(6, segmenter.segments_produced):
+            assert segmenter.bytes_kept_expired == 0  # expired segments go first
+    segmenter.end()
+    assert segmenter.bytes_held <= cap
+    assert most > cap // 2  # the cap, not the input, bounded it
+    assert segmenter.segments_dropped_early > 0
+    assert segmenter.drop_reasons == {}
+    listed = segmenter.playlist.segments
+    assert listed and all(segmenter.segment(e.uri) is not None for e in listed)
+    assert segmenter.bytes_in_window == sum(len(segmenter.segment(e.uri) or b"") for e in listed)
+
+
+def test_memory_cap_drops_expired_before_listed(hls_av: Media) -> None:
+    clock = Clock()
+    reference = Segmenter(window=2, clock=clock, name_token="")
+    for _ in range(2):
+        feed(reference, hls_av, clock)
+        reference.publisher_gone()
+    needed = reference.bytes_in_window + reference.bytes_kept_expired
+    # Room for the window and the open segment, not for everything expired.
+    cap = reference.bytes_in_window + reference.bytes_kept_expired // 2 + 1_000_000
+    clock = Clock()
+    segmenter = Segmenter(window=2, clock=clock, max_bytes=cap, name_token="")
+    for _ in range(2):
+        feed(segmenter, hls_av, clock)
+        segmenter.publisher_gone()
+    assert cap < needed
+    assert segmenter.bytes_held <= cap
+    assert segmenter.segments_dropped_early > 0
+    assert segmenter.playlist.segments == reference.playlist.segments  # the window is intact
+    assert 0 < segmenter.bytes_kept_expired < reference.bytes_kept_expired
+
+
+def test_a_frame_larger_than_a_segment_may_hold_is_refused(hls_av: Media) -> None:
+    media = with_big_frames(hls_av, 3 * 1024 * 1024)
+    segmenter = Segmenter(max_bytes=8 * 1024 * 1024, name_token="")
+    feed(segmenter, media)
+    assert segmenter.drop_reasons["frame_too_large"] > 0
+    assert segmenter.bytes_held <= 8 * 1024 * 1024

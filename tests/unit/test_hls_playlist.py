@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -133,16 +134,43 @@ def test_discontinuity_sequence_counts_tags_that_slid_out() -> None:
     assert "#EXT-X-DISCONTINUITY\n" not in text
 
 
-def test_target_duration_rounds_to_nearest_and_never_shrinks() -> None:
+def test_first_segment_fixes_target_duration_for_good() -> None:
     playlist = MediaPlaylist(window=2, target_duration=2.0)
+    assert not playlist.target_fixed
     add(playlist, 2.002)  # 29.97 fps GOP: still rounds to 2
-    assert playlist.target_duration == 2
-    add(playlist, 5.0)
-    assert playlist.target_duration == 5
+    assert playlist.target_fixed and playlist.target_duration == 2
+    add(playlist, 2.499)  # rounds to 2: fits
+    with pytest.raises(ValueError, match="exceeds TARGETDURATION 2"):
+        add(playlist, 2.5)  # rounds to 3 (halves up): RFC 8216 6.2.1 forbids raising T
     for _ in range(10):
-        add(playlist, 2.0)
-    assert playlist.target_duration == 5
-    assert tag(playlist.render(), "EXT-X-TARGETDURATION") == "5"
+        add(playlist, 1.0)
+    assert tag(playlist.render(), "EXT-X-TARGETDURATION") == "2"
+
+
+def test_a_long_first_segment_sets_a_longer_target() -> None:
+    playlist = MediaPlaylist(window=3, target_duration=2.0)
+    add(playlist, 8.333)  # OBS "auto" keyframe interval: 250 frames at 30 fps
+    assert playlist.target_duration == 8
+    add(playlist, 8.333)
+    add(playlist, 2.0)
+    assert tag(playlist.render(), "EXT-X-TARGETDURATION") == "8"
+
+
+def test_drop_oldest_keeps_the_numbering_right() -> None:
+    playlist = MediaPlaylist(window=6)
+    add(playlist)
+    add(playlist, discontinuity=True)
+    add(playlist)
+    assert playlist.drop_oldest(keep=1) is not None
+    dropped = playlist.drop_oldest(keep=1)
+    assert dropped is not None and dropped.uri == "seg1.ts"
+    assert playlist.drop_oldest(keep=1) is None  # the newest stays listed
+    text = playlist.render()
+    assert uris(text) == ["seg2.ts"]
+    assert tag(text, "EXT-X-MEDIA-SEQUENCE") == "2"
+    assert tag(text, "EXT-X-DISCONTINUITY-SEQUENCE") == "1"
+    add(playlist)
+    assert uris(playlist.render()) == ["seg2.ts", "seg3.ts"]
 
 
 def test_configured_target_is_a_floor() -> None:
@@ -234,8 +262,12 @@ def test_invariants_over_random_histories(
     playlist = MediaPlaylist(window=window, target_duration=target)
     appended: list[SegmentEntry] = []
     removed: list[SegmentEntry] = []
-    previous_target = 0
+    fixed_target: int | None = None
     for duration, discontinuity, independent in history:
+        if fixed_target is not None and rounded_duration(duration) > fixed_target:
+            with pytest.raises(ValueError, match="exceeds TARGETDURATION"):
+                playlist.append(entry(playlist, duration))
+            duration = fixed_target + 0.499  # what the segmenter's cut rules guarantee
         new = entry(playlist, duration, discontinuity=discontinuity, independent=independent)
         appended.append(new)
         removed += playlist.append(new)
@@ -261,12 +293,13 @@ def test_invariants_over_random_histories(
         assert text.count("#EXT-X-DISCONTINUITY\n") == sum(
             s.discontinuity for s in appended[len(removed) :]
         )
-        # TARGETDURATION bounds every rounded EXTINF ever seen and never shrinks.
+        # TARGETDURATION is fixed by the first segment and bounds every rounded EXTINF.
         extinf = [float(v.rstrip(",")) for v in re.findall(r"#EXTINF:([0-9.]+,)", text)]
         assert all(rounded_duration(d) <= target_duration for d in extinf)
         assert target_duration >= max(rounded_duration(s.duration) for s in appended)
-        assert target_duration >= previous_target
-        previous_target = target_duration
+        if fixed_target is None:
+            fixed_target = max(math.ceil(target), rounded_duration(duration))
+        assert target_duration == fixed_target
         # Tags every segment needs, and the independence promise only when true.
         assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == len(listed)
         assert ("#EXT-X-INDEPENDENT-SEGMENTS" in text) == all(
