@@ -5,13 +5,24 @@ playlists change every segment (no-cache); segment names are never reused
 (see Segmenter's name token), so segments are immutable. CORS headers go on
 every answer, 404s included, so a web player sees the real status instead of
 an opaque network error.
+
+Playlists answer conditional requests (ETag, If-None-Match -> 304) and are
+gzipped when the request accepts it (RFC 8216 6.2.1's SHOULDs). Every viewer
+of a channel asks for the same few hundred bytes until the next segment, so
+the body, its ETag and its gzipped form are made once per playlist change
+(keyed on the identity of the text the playlist model caches), never per request.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
+import hashlib
 import logging
 import re
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -30,8 +41,13 @@ SEGMENT_MAX_AGE = 3600
 PREFLIGHT_MAX_AGE = 86400
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 DEFAULT_ALLOWED_HEADERS = "Range, Accept, Cache-Control, If-None-Match, If-Modified-Since"
-EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, Age, Date"
+EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, Age, Date, ETag"
 _MAX_REQUESTED_HEADERS = 1024  # longest Access-Control-Request-Headers echoed back
+# Level 6 (gzip's default): a playlist is compressed once per change, so the cost
+# hardly matters, and higher levels gain nothing on a few hundred bytes of text.
+GZIP_LEVEL = 6
+# Distinct Accept-Encoding values remembered (browsers and players send a handful).
+_ACCEPT_ENCODING_CACHE = 256
 
 # (kind, status, channel, client): client is "address user-agent", what a viewer count keys on.
 RequestHook = Callable[[str, int, str, str], None]
@@ -62,8 +78,45 @@ def add_hls_routes(
     segment.add_route("OPTIONS", handlers.preflight)
 
 
+@dataclass(frozen=True, slots=True)
+class _Representation:
+    """One form of a playlist version: its body and the headers that go with it."""
+
+    body: bytes
+    etag: str  # quoted, as sent
+    headers: dict[str, str]
+    not_modified_headers: dict[str, str]
+
+    @classmethod
+    def make(cls, body: bytes, etag: str, encoding: str | None) -> _Representation:
+        common = {"Cache-Control": PLAYLIST_CACHE, "ETag": etag, "Vary": "Accept-Encoding"}
+        common |= _CORS
+        headers = {"Content-Type": PLAYLIST_TYPE} | common
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
+        return cls(body, etag, headers, common)
+
+
+@dataclass(frozen=True, slots=True)
+class _PlaylistVersion:
+    """A playlist text as served: identity and gzip forms, made once per change."""
+
+    text: str  # the model's cached text; a new object means a new version
+    identity: _Representation
+    gzipped: _Representation
+
+    @classmethod
+    def of(cls, text: str) -> _PlaylistVersion:
+        body = text.encode()
+        tag = hashlib.blake2b(body, digest_size=12).hexdigest()
+        # A gzipped body is another representation, so it gets its own strong ETag.
+        identity = _Representation.make(body, f'"{tag}"', None)
+        packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        return cls(text, identity, _Representation.make(packed, f'"{tag}-gzip"', "gzip"))
+
+
 class _Handlers:
-    __slots__ = ("_lookup", "_on_request", "_segment_cache")
+    __slots__ = ("_lookup", "_on_request", "_playlists", "_segment_cache")
 
     def __init__(
         self,
@@ -74,6 +127,10 @@ class _Handlers:
         self._lookup = lookup
         self._on_request = on_request
         self._segment_cache = f"public, max-age={segment_max_age}, immutable"
+        # Per segmenter, the last version served; goes away with the segmenter.
+        self._playlists: weakref.WeakKeyDictionary[Segmenter, _PlaylistVersion] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def playlist(self, request: web.Request) -> web.Response:
         segmenter = self._find(request.match_info["channel"])
@@ -82,10 +139,25 @@ class _Handlers:
         if not segmenter.playlist_ready:
             text = "no segments yet: the stream has started, retry in a moment"
             return self._done(request, "playlist", _not_found(text))
-        body = segmenter.render_playlist().encode()
-        headers = {"Content-Type": PLAYLIST_TYPE, "Cache-Control": PLAYLIST_CACHE}
-        response = web.Response(body=body, headers=headers | _CORS)
+        version = self._version(segmenter)
+        headers = request.headers
+        if _accepts_gzip(headers.get("Accept-Encoding")):
+            chosen = version.gzipped
+        else:
+            chosen = version.identity
+        if _etag_matches(headers.get("If-None-Match"), chosen.etag):
+            response = web.Response(status=304, headers=chosen.not_modified_headers)
+        else:
+            response = web.Response(body=chosen.body, headers=chosen.headers)
         return self._done(request, "playlist", response)
+
+    def _version(self, segmenter: Segmenter) -> _PlaylistVersion:
+        text = segmenter.render_playlist()
+        version = self._playlists.get(segmenter)
+        if version is None or version.text is not text:
+            version = _PlaylistVersion.of(text)
+            self._playlists[segmenter] = version
+        return version
 
     async def segment(self, request: web.Request) -> web.Response:
         segmenter = self._find(request.match_info["channel"])
@@ -132,6 +204,48 @@ _CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": EXPOSED_HEADERS,
 }
+
+
+@functools.lru_cache(maxsize=_ACCEPT_ENCODING_CACHE)
+def _accepts_gzip(value: str | None) -> bool:
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 12.5.3); q=0 refuses it."""
+    if not value:
+        return False
+    wildcard = False
+    for item in value.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            return _qvalue(params) > 0
+        if coding == "*":
+            wildcard = _qvalue(params) > 0
+    return wildcard
+
+
+def _qvalue(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 0.0  # unreadable weight: play safe and do not compress
+    return 1.0
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match uses weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
 
 
 def _not_found(text: str) -> web.Response:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+import hls.http
 from hls.http import SEGMENT_MAX_AGE, add_hls_routes
 from hls.segmenter import Segmenter
 from tests.hls_media import av_clip, playlist_entries
@@ -235,3 +237,141 @@ async def test_ended_playlist_is_still_served() -> None:
 async def test_other_methods_are_not_allowed(hls_client: TestClient) -> None:
     response = await hls_client.post("/live/live/index.m3u8")
     assert response.status == 405
+
+
+# ---- conditional requests and gzip (RFC 8216 6.2.1's SHOULDs) ------------------------------
+
+
+class Growing:
+    """A live channel that can be given its next segment mid-test."""
+
+    def __init__(self) -> None:
+        self.media = av_clip()
+        self.segmenter = Segmenter(window=3)
+        self.segmenter.configure(self.media.video, self.media.audio)
+        self.pushed = 0
+        self.push_until(3500)  # two segments listed, the third open
+
+    def push_until(self, dts: int) -> None:
+        packets = self.media.packets
+        while self.pushed < len(packets) and packets[self.pushed].dts < dts:
+            self.segmenter.push(packets[self.pushed])
+            self.pushed += 1
+
+
+@pytest.fixture
+async def raw_client() -> AsyncIterator[tuple[TestClient, Growing]]:
+    """A client that shows bodies as sent (no automatic gzip decoding)."""
+    channel = Growing()
+    app = web.Application()
+    add_hls_routes(app, {"live": channel.segmenter}.get)
+    async with TestClient(TestServer(app), auto_decompress=False) as client:
+        yield client, channel
+
+
+PLAYLIST = "/live/live/index.m3u8"
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+async def test_playlist_etag_and_304(raw_client: tuple[TestClient, Growing]) -> None:
+    client, channel = raw_client
+    first = await client.get(PLAYLIST, headers=IDENTITY)
+    assert first.status == 200
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 8
+    assert "ETag" in first.headers["Access-Control-Expose-Headers"]
+    assert await first.text() == channel.segmenter.render_playlist()
+
+    for if_none_match in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        again = await client.get(PLAYLIST, headers=IDENTITY | {"If-None-Match": if_none_match})
+        assert again.status == 304, if_none_match
+        assert await again.read() == b""
+        assert again.headers["ETag"] == etag
+        assert again.headers["Cache-Control"] == "no-cache"
+        assert again.headers["Access-Control-Allow-Origin"] == "*"
+        assert again.headers["Vary"] == "Accept-Encoding"
+
+    other = await client.get(PLAYLIST, headers=IDENTITY | {"If-None-Match": '"stale"'})
+    assert other.status == 200 and await other.read()
+
+    channel.push_until(5500)  # the next segment: a new playlist, a new ETag
+    changed = await client.get(PLAYLIST, headers=IDENTITY | {"If-None-Match": etag})
+    assert changed.status == 200
+    assert changed.headers["ETag"] != etag
+    assert await changed.text() == channel.segmenter.render_playlist()
+
+
+async def test_head_carries_the_etag(raw_client: tuple[TestClient, Growing]) -> None:
+    client, _ = raw_client
+    etag = (await client.get(PLAYLIST, headers=IDENTITY)).headers["ETag"]
+    head = await client.head(PLAYLIST, headers=IDENTITY)
+    assert head.status == 200 and head.headers["ETag"] == etag
+    head = await client.head(PLAYLIST, headers=IDENTITY | {"If-None-Match": etag})
+    assert head.status == 304
+
+
+@pytest.mark.parametrize(
+    ("accept", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.5", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("GZIP", True),
+        ("gzip;q=0", False),
+        ("*;q=0", False),
+        ("br", False),
+        ("identity", False),
+        ("gzip;q=nonsense", False),
+        ("", False),
+    ],
+)
+async def test_playlist_gzip_when_accepted(
+    raw_client: tuple[TestClient, Growing], accept: str, gzipped: bool
+) -> None:
+    client, channel = raw_client
+    response = await client.get(PLAYLIST, headers={"Accept-Encoding": accept})
+    assert response.status == 200
+    assert response.headers["Vary"] == "Accept-Encoding"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    raw = await response.read()
+    expected = channel.segmenter.render_playlist().encode()
+    if gzipped:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(raw) == expected
+        assert int(response.headers["Content-Length"]) == len(raw) < len(expected)
+    else:
+        assert "Content-Encoding" not in response.headers
+        assert raw == expected
+
+
+async def test_gzipped_playlist_has_its_own_etag(raw_client: tuple[TestClient, Growing]) -> None:
+    client, _ = raw_client
+    plain = (await client.get(PLAYLIST, headers=IDENTITY)).headers["ETag"]
+    packed = (await client.get(PLAYLIST, headers={"Accept-Encoding": "gzip"})).headers["ETag"]
+    assert plain != packed
+    again = await client.get(PLAYLIST, headers={"Accept-Encoding": "gzip", "If-None-Match": packed})
+    assert again.status == 304 and again.headers["ETag"] == packed
+    assert await again.read() == b""
+
+
+async def test_playlist_is_encoded_once_per_change(
+    raw_client: tuple[TestClient, Growing], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, channel = raw_client
+    compressions = []
+    real_compress = gzip.compress
+
+    def counting(data: bytes, *args: object, **kwargs: object) -> bytes:
+        compressions.append(len(data))
+        return real_compress(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hls.http.gzip, "compress", counting)
+    for accept in ("gzip", "identity") * 10:
+        assert (await client.get(PLAYLIST, headers={"Accept-Encoding": accept})).status == 200
+    assert len(compressions) == 1
+    channel.push_until(5500)
+    for _ in range(5):
+        await client.get(PLAYLIST, headers={"Accept-Encoding": "gzip"})
+    assert len(compressions) == 2
