@@ -259,6 +259,7 @@ class Publisher:
 
     def _bad_tag(self, what: str, exc: Exception, size: int) -> None:
         self.stats.count_other(size)
+        self.stats.malformed_tags += 1
         log.warning("malformed %s tag dropped channel=%s peer=%s: %s",
                     what, self.channel, self.peer, exc)
 
