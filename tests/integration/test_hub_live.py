@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from rtmp.server import PublishSink
 from tests.live import (
     FFMPEG,
     http_url,
+    publish,
     publishing,
     rtmp_url,
     running_server,
@@ -21,6 +25,11 @@ from tests.live import (
 from tests.m3u8 import Playlist, parse_playlist
 
 pytestmark = pytest.mark.integration
+
+# The RTMP side tells a deliberate stop (FCUnpublish/deleteStream) from a dropped
+# connection through on_end(..., unpublished=True) (interface 1 of issue 9). Until
+# rtmp/server.py passes it, an unpublish looks like a drop and waits the grace period.
+RTMP_REPORTS_UNPUBLISH = "unpublished" in inspect.signature(PublishSink.on_end).parameters
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +113,54 @@ async def test_fast_low_bitrate_publisher_keeps_its_channel_going(
 
 async def _grew(session: aiohttp.ClientSession, url: str, sequence: int) -> bool:
     return await _last_sequence(session, url) >= sequence
+
+
+@pytest.mark.skipif(not RTMP_REPORTS_UNPUBLISH,
+                    reason="needs the rtmp side of item 3: PublishSink.on_end(unpublished=)")
+async def test_an_encoder_that_stops_ends_the_playlist_at_once(
+    tmp_path: Path, small_clip: Path
+) -> None:
+    """Item 3: ffmpeg ending a clip sends FCUnpublish + deleteStream: ENDLIST now, no grace."""
+    async with running_server(tmp_path, grace_period=30) as server, \
+            aiohttp.ClientSession() as session:
+        key = await server.store.create_channel("stops")  # type: ignore[union-attr]
+        url = http_url(server, "/live/stops/index.m3u8")
+        proc = await publish(rtmp_url(server, key), small_clip)  # 4 s in real time
+        try:
+            await wait_for(lambda: server.hub.is_live("stops"), timeout=10, what="live")
+            assert await asyncio.wait_for(proc.wait(), timeout=20) == 0
+            finished = time.monotonic()
+        finally:
+            await stop_process(proc)
+        ended = await wait_for(lambda: _ended(session, url), timeout=5, what="ENDLIST")
+        assert time.monotonic() - finished < 5.0  # far inside the 30 s grace period
+        assert sum(seg.duration for seg in ended.segments) == pytest.approx(4.0, abs=0.1)
+        assert not server.hub.is_live("stops")
+        # A new publish later starts a new playlist.
+        async with publishing(rtmp_url(server, key), small_clip):
+            fresh = await wait_for(lambda: _fresh(session, url), timeout=10,
+                                   what="a new playlist")
+        assert fresh.media_sequence == 0
+        assert fresh.segments[0].uri != ended.segments[0].uri
+
+
+async def test_a_killed_encoder_keeps_the_grace_period(tmp_path: Path, small_clip: Path
+                                                       ) -> None:
+    """Item 3, the other half: a dropped connection is not an unpublish."""
+    async with running_server(tmp_path, grace_period=30) as server, \
+            aiohttp.ClientSession() as session:
+        key = await server.store.create_channel("drops")  # type: ignore[union-attr]
+        url = http_url(server, "/live/drops/index.m3u8")
+        async with publishing(rtmp_url(server, key), small_clip, loops=-1):
+            await wait_for(lambda: _grew(session, url, 0), timeout=10, what="a segment")
+        await wait_for(lambda: not server.hub.is_live("drops"), timeout=5, what="not live")
+        playlist = await fetch_playlist(session, url)
+        assert playlist is not None and not playlist.ended
+        channel = server.hub.channels["drops"]
+        assert channel.left_at is not None and channel.ended_at is None
+
+
+async def _fresh(session: aiohttp.ClientSession, url: str) -> Playlist | None:
+    playlist = await fetch_playlist(session, url)
+    return playlist if playlist is not None and not playlist.ended and playlist.segments \
+        else None
