@@ -12,6 +12,7 @@ from hls.segmenter import SegmentInfo, State
 from mediaserver.hub import HubEvent, HubSettings, Refusal, StreamHub
 from mediaserver.publisher import PublishEnded, Publisher
 from mediaserver.readers import DEFAULT_MAX_QUEUED
+from mediaserver.thumbnails import Thumbnailer
 from tests.flv_tags import feed
 from tests.hls_media import av_clip
 from tests.m3u8 import parse_playlist
@@ -269,6 +270,28 @@ async def test_a_reader_that_falls_behind_skips_and_the_playlist_goes_on() -> No
     assert len(taps) == (loops + 1) * len(media.packets) + 1  # taps see everything
     publisher.on_end("stop", unpublished=True)
     assert rig.playlist().ended
+
+
+async def test_a_thumbnail_tap_keeps_only_the_newest_keyframe() -> None:
+    """The other reader of a channel: bounded to one keyframe, it never falls behind."""
+    rig = Rig()
+    thumbnails = Thumbnailer(exists=lambda name: name in rig.hub.channels)
+    rig.hub.tap_factories.append(thumbnails.tap)
+    try:
+        publisher = rig.publish()
+        media = av_clip()
+        loops = DEFAULT_MAX_QUEUED // len(media.packets) + 3
+        for i in range(loops):
+            feed(publisher, media, start_ms=i * media.span_ms("video"), headers=i == 0)
+        assert rig.hub.channels["cam"].reader.times_skipped == 1
+        picture = await thumbnails.picture("cam")
+        assert picture is not None and (picture.width, picture.height) == (1280, 720)
+        last_keyframe = [p for p in media.packets if p.kind == "video" and p.keyframe][-1]
+        slot = thumbnails._slots["cam"]
+        assert slot.keyframe is not None and slot.keyframe[1] == bytes(last_keyframe.data)
+        assert slot.serial == loops * len(media.keyframe_dts())
+    finally:
+        thumbnails.close()
 
 
 async def test_an_ended_channel_holds_no_publisher_session_or_segmenter() -> None:
