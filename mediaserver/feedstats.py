@@ -34,6 +34,7 @@ class FeedStats:
         "height",
         "keyframe_interval",
         "keyframes",
+        "malformed_tags",
         "metadata",
         "sample_rate",
         "started_at",
@@ -57,6 +58,7 @@ class FeedStats:
         self.keyframe_interval: float | None = None
         self._last_keyframe_dts: int | None = None
         self.backwards_timestamps = 0
+        self.malformed_tags = 0
         self.video_codec: str | None = None
         self.width: int | None = None
         self.height: int | None = None
@@ -142,5 +144,7 @@ class FeedStats:
             found.append("no video track")
         if self.backwards_timestamps:
             found.append(f"timestamps jumped back {self.backwards_timestamps} times")
+        if self.malformed_tags:
+            found.append(f"{self.malformed_tags} malformed tags dropped")
         found.extend(f"unsupported codec {codec} ignored" for codec in sorted(self.unknown_codecs))
         return tuple(found)

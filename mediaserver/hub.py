@@ -2,7 +2,10 @@
 
 Every state change (publish, takeover, unpublish, kick, grace expiry) happens
 here, synchronously on the event loop, so there is no second copy of the truth
-to race with. Each channel's HLS segmenter is a reader behind a bounded queue.
+to race with. Each channel's HLS segmenter is a reader behind a bounded queue
+that skips (to the next keyframe) when it falls behind, and is never dropped.
+A publisher that unpublishes ends its playlist at once; one whose connection
+drops gets the grace period to come back to the same playlist.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from control_api.live import StreamStats
+from hls.media import MediaPacket
 from hls.segmenter import Segmenter, SegmentInfo
 
 from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
-from .readers import DrainScheduler, QueuedReader
+from .readers import SKIPPED, DrainScheduler, QueuedReader, SkipCounters, Skipped
 
 log = logging.getLogger("mediaserver.hub")
 
@@ -57,22 +61,55 @@ class Refusal:
 class LiveChannel:
     name: str
     segmenter: Segmenter
-    reader: QueuedReader[ReaderItem]
+    reader: QueuedReader[ReaderItem] = field(init=False)
     publisher: Publisher | None = None
     left_at: float | None = None  # monotonic time the last publisher left
     ended_at: float | None = None  # monotonic time the playlist got ENDLIST
     # Extra readers beside HLS (thumbnails): each must return at once and never raise
     # into ingest; a slow one keeps its own bounded backlog.
     taps: list[Callable[[ReaderItem], None]] = field(default_factory=list)
+    # Ingest side: whether the tracks offered so far include video (what a skip resumes on).
+    offered_video: bool = False
+    # Reader side: the tracks the segmenter was last configured with (restored after a skip).
+    configured: TracksChanged | None = None
 
     def deliver(self, item: ReaderItem) -> None:
         """The publisher's output: the HLS reader first, then every tap."""
+        if type(item) is TracksChanged:
+            self.offered_video = item.video is not None
         self.reader.offer(item)
         for tap in self.taps:
             try:
                 tap(item)
             except Exception:
                 log.exception("tap failed on channel=%s", self.name)
+
+    def resumes(self, item: ReaderItem) -> bool:
+        """Where a skipping reader may pick up: a video keyframe (audio-only: any frame)."""
+        return type(item) is MediaPacket and item.keyframe and (
+            item.kind == "video" or not self.offered_video)
+
+    def feed_segmenter(self, item: ReaderItem | Skipped) -> None:
+        """The HLS reader: one queued item into the segmenter."""
+        segmenter = self.segmenter
+        if type(item) is MediaPacket:
+            segmenter.push(item)
+        elif isinstance(item, TracksChanged):
+            self.configured = item
+            segmenter.configure(item.video, item.audio)
+        elif isinstance(item, PublishEnded):
+            self.configured = None
+            segmenter.publisher_gone()
+        elif item is SKIPPED and self.configured is not None:
+            # Media is missing here: close the period at the last frame the segmenter
+            # got and start another at the resume keyframe (EXT-X-DISCONTINUITY), so
+            # no segment spans the gap.
+            segmenter.publisher_gone()
+            segmenter.configure(self.configured.video, self.configured.audio)
+
+
+def _is_media(item: ReaderItem) -> bool:
+    return type(item) is MediaPacket
 
 
 class StreamHub:
@@ -90,7 +127,8 @@ class StreamHub:
         self.tap_factories: list[Callable[[str], Callable[[ReaderItem], None]]] = []
         # Called with (channel, segment) each time a channel publishes a segment.
         self.segment_listeners: list[Callable[[str, SegmentInfo], None]] = []
-        self.readers_dropped = 0
+        # Over every channel's HLS reader, ended channels included (for /metrics).
+        self.reader_skips = SkipCounters()
         self.publishes_taken_over = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._drains = DrainScheduler()
@@ -126,10 +164,11 @@ class StreamHub:
         if old is not None:
             self.publishes_taken_over += 1
             log.info("takeover channel=%s old_peer=%s new_peer=%s", channel, old.peer, peer)
-            old.ended = True  # its end is this takeover, not a channel event
+            old_session = old.session
+            old.detach()  # its end is this takeover, not a channel event
             live.reader.offer(PublishEnded("taken over"))
-            if old.session is not None:
-                old.session.kick("another publisher took over this channel")
+            if old_session is not None:
+                old_session.kick("another publisher took over this channel")
         else:
             self._emit("stream.started", channel, "publish")
         log.info("live channel=%s peer=%s", channel, peer)
@@ -146,21 +185,10 @@ class StreamHub:
             on_segment=lambda info: self._segment_done(name, info),
         )
 
-        def handle(item: ReaderItem) -> None:
-            if isinstance(item, TracksChanged):
-                segmenter.configure(item.video, item.audio)
-            elif isinstance(item, PublishEnded):
-                segmenter.publisher_gone()
-            else:
-                segmenter.push(item)
-
-        def overflow(reader: QueuedReader[ReaderItem]) -> None:
-            self.readers_dropped += 1
-            log.error("HLS segmenter of channel=%s fell behind and was dropped", name)
-
-        live = LiveChannel(name, segmenter, QueuedReader(f"hls:{name}", handle,
-                                                         on_overflow=overflow,
-                                                         scheduler=self._drains))
+        live = LiveChannel(name, segmenter)
+        live.reader = QueuedReader(f"hls:{name}", live.feed_segmenter, skippable=_is_media,
+                                   resumes=live.resumes, totals=self.reader_skips,
+                                   scheduler=self._drains)
         live.taps.extend(factory(name) for factory in self.tap_factories)
         self.channels[name] = live
         return live
@@ -172,15 +200,31 @@ class StreamHub:
             except Exception:
                 log.exception("segment listener failed on channel=%s", channel)
 
-    def _publisher_ended(self, publisher: Publisher, reason: str) -> None:
+    def _publisher_ended(self, publisher: Publisher, reason: str, unpublished: bool) -> None:
         live = self.channels.get(publisher.channel)
         if live is None or live.publisher is not publisher:
             return
         live.publisher = None
         live.left_at = self._clock()
-        log.info("publisher left channel=%s peer=%s reason=%s (grace %.0fs)",
-                 live.name, publisher.peer, reason, self.settings.grace_period)
+        if unpublished:
+            # The encoder stopped on purpose: it is not coming back, viewers get the end now.
+            log.info("publisher stopped channel=%s peer=%s reason=%s",
+                     live.name, publisher.peer, reason)
+            self._end_playlist(live, "publisher stopped")
+        else:
+            log.info("publisher left channel=%s peer=%s reason=%s (grace %.0fs)",
+                     live.name, publisher.peer, reason, self.settings.grace_period)
         self._emit("stream.ended", live.name, reason)
+
+    def _end_playlist(self, live: LiveChannel, why: str) -> None:
+        """Hand the segmenter what is queued, then end its playlist (EXT-X-ENDLIST)."""
+        live.reader.flush()
+        live.segmenter.end()
+        live.reader.clear()
+        live.configured = None
+        if live.ended_at is None:
+            live.ended_at = self._clock()
+            log.info("playlist ended channel=%s (%s)", live.name, why)
 
     # ---- control --------------------------------------------------------------------
 
@@ -255,10 +299,7 @@ class StreamHub:
         for name, live in list(self.channels.items()):
             if live.publisher is None and live.ended_at is None and live.left_at is not None:
                 if now - live.left_at >= self.settings.grace_period:
-                    live.reader.flush()
-                    live.segmenter.end()
-                    live.ended_at = now
-                    log.info("playlist ended channel=%s (grace period over)", name)
+                    self._end_playlist(live, "grace period over")
             elif live.ended_at is not None and now - live.ended_at >= self.settings.ended_retention:
                 del self.channels[name]
                 log.info("playlist dropped from memory channel=%s", name)
@@ -281,10 +322,7 @@ class StreamHub:
         for live in list(self.channels.values()):
             if live.publisher is not None:
                 self.kick(live.name, "server shutting down")
-            live.reader.flush()
-            if live.ended_at is None:
-                live.segmenter.end()
-                live.ended_at = self._clock()
+            self._end_playlist(live, "server shutting down")
 
     def _emit(self, kind: str, channel: str, reason: str) -> None:
         event = HubEvent(kind, channel, reason, time.time())

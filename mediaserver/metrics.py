@@ -288,9 +288,13 @@ class ServerCollector(Collector):
         for (kind, status), count in sorted(self._traffic.requests.items()):
             requests.add_metric([kind, str(status)], count)
         yield requests
-        yield CounterMetricFamily(f"{NAMESPACE}_hls_readers_dropped",
-                                  "Segmenters dropped for falling too far behind ingest.",
-                                  value=self._hub.readers_dropped)
+        skips = self._hub.reader_skips
+        yield CounterMetricFamily(f"{NAMESPACE}_hls_reader_skips",
+                                  "Times a segmenter fell behind ingest and skipped to the "
+                                  "next keyframe.", value=skips.times)
+        yield CounterMetricFamily(f"{NAMESPACE}_hls_reader_frames_skipped",
+                                  "Media frames segmenters skipped to catch up with ingest.",
+                                  value=skips.frames)
 
     def _thumbnail_metrics(self, stats: ThumbnailStats) -> Iterator[Metric]:
         yield CounterMetricFamily(f"{NAMESPACE}_thumbnails_rendered",

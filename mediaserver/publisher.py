@@ -58,6 +58,14 @@ class PublishEnded:
 ReaderItem = MediaPacket | TracksChanged | PublishEnded
 
 
+def _discard(item: ReaderItem) -> None:
+    """The output of a publisher that has ended."""
+
+
+def _ignore_end(publisher: Publisher, reason: str, unpublished: bool) -> None:
+    """The end callback of a publisher that has already ended."""
+
+
 class _Clock:
     """Unwraps one track's 32-bit RTMP timestamps and keeps them from going back."""
 
@@ -88,7 +96,7 @@ class Publisher:
         channel: str,
         peer: str,
         deliver: Callable[[ReaderItem], None],
-        on_end: Callable[[Publisher, str], None],
+        on_end: Callable[[Publisher, str, bool], None],
         stats: FeedStats | None = None,
     ) -> None:
         self.channel = channel
@@ -170,12 +178,26 @@ class Publisher:
         else:
             self.stats.count_other(len(payload))
 
-    def on_end(self, reason: str) -> None:
+    def on_end(self, reason: str, *, unpublished: bool = False) -> None:
+        """`unpublished`: the encoder stopped on purpose (not a dropped connection)."""
         if self.ended:
             return
-        self.ended = True
         self._deliver(PublishEnded(reason))
-        self._on_end(self, reason)
+        on_end = self._on_end
+        self.detach()
+        on_end(self, reason, unpublished)
+
+    def detach(self) -> None:
+        """Stop delivering and let go of the channel and the session.
+
+        Whatever still holds this publisher after its end (a connection being
+        torn down, a loop variable) then holds neither the RTMP session nor the
+        channel's segmenter; late tags from the old connection go nowhere.
+        """
+        self.ended = True
+        self.session = None
+        self._deliver = _discard
+        self._on_end = _ignore_end
 
     # ---- configs --------------------------------------------------------------------
 
@@ -237,6 +259,7 @@ class Publisher:
 
     def _bad_tag(self, what: str, exc: Exception, size: int) -> None:
         self.stats.count_other(size)
+        self.stats.malformed_tags += 1
         log.warning("malformed %s tag dropped channel=%s peer=%s: %s",
                     what, self.channel, self.peer, exc)
 

@@ -1,10 +1,10 @@
-"""Readers behind bounded queues: order, overflow drops the reader, one drain per loop turn."""
+"""Readers behind bounded queues: order, overflow skips to a resume point, one drain per turn."""
 
 from __future__ import annotations
 
 import asyncio
 
-from mediaserver.readers import DrainScheduler, QueuedReader
+from mediaserver.readers import SKIPPED, DrainScheduler, QueuedReader, SkipCounters, Skipped
 
 
 async def test_items_arrive_in_order_on_a_later_turn() -> None:
@@ -17,12 +17,67 @@ async def test_items_arrive_in_order_on_a_later_turn() -> None:
     assert seen == [0, 1, 2, 3, 4]
 
 
-async def test_overflow_drops_the_reader_and_reports_it() -> None:
-    dropped: list[str] = []
-    reader: QueuedReader[int] = QueuedReader("slow", lambda item: None, max_queued=3,
-                                             on_overflow=lambda r: dropped.append(r.name))
-    assert [reader.offer(i) for i in range(5)] == [True, True, True, False, False]
-    assert reader.dropped and dropped == ["slow"] and reader.backlog == 0
+# Items for the skip tests: "K" a keyframe, "f" another frame, "T"/"E" control items.
+def _media(item: str) -> bool:
+    return item[0] in "Kf"
+
+
+def _resumes(item: str) -> bool:
+    return item[0] == "K"
+
+
+def _skipping_reader(seen: list[str | Skipped], totals: SkipCounters | None = None
+                     ) -> QueuedReader[str]:
+    return QueuedReader("slow", seen.append, max_queued=4, skippable=_media, resumes=_resumes,
+                        totals=totals)
+
+
+async def test_overflow_skips_to_the_next_keyframe_and_goes_on() -> None:
+    seen: list[str | Skipped] = []
+    totals = SkipCounters()
+    reader = _skipping_reader(seen, totals)
+    offered = [reader.offer(item) for item in ["K1", "f2", "f3", "f4", "f5", "f6", "K7", "f8"]]
+    assert offered == [True] * 4 + [False, False, True, True]
+    assert not reader.skipping and reader.backlog == 3
+    await asyncio.sleep(0)
+    # The queued media is gone too: the reader starts again at the keyframe, after the marker.
+    assert seen == [SKIPPED, "K7", "f8"]
+    assert (reader.times_skipped, reader.frames_skipped) == (1, 6)
+    assert totals == SkipCounters(times=1, frames=6)
+    # And it keeps working afterwards.
+    assert reader.offer("f9")
+    await asyncio.sleep(0)
+    assert seen[-1] == "f9"
+
+
+async def test_control_items_are_kept_in_order_while_skipping() -> None:
+    seen: list[str | Skipped] = []
+    reader = _skipping_reader(seen)
+    for item in ["f1", "T2", "f3", "f4", "f5", "E6", "T7", "f8", "K9"]:
+        reader.offer(item)
+    await asyncio.sleep(0)
+    assert seen == [SKIPPED, "T2", "E6", "T7", "K9"]
+    assert reader.frames_skipped == 5
+
+
+async def test_each_overflow_is_one_more_skip() -> None:
+    seen: list[str | Skipped] = []
+    reader = _skipping_reader(seen)
+    for _ in range(3):  # three loop turns that each bring too much
+        for item in ["K", "f", "f", "f", "f", "K"]:
+            reader.offer(item)
+        await asyncio.sleep(0)
+    assert reader.times_skipped == 3 and not reader.skipping
+    assert seen == [SKIPPED, "K"] * 3
+
+
+async def test_overflow_with_a_keyframe_resumes_at_once() -> None:
+    seen: list[str | Skipped] = []
+    reader = _skipping_reader(seen)
+    for item in ["K1", "f2", "f3", "f4", "K5"]:
+        assert reader.offer(item)
+    await asyncio.sleep(0)
+    assert seen == [SKIPPED, "K5"] and reader.frames_skipped == 4
 
 
 async def test_one_scheduler_drains_many_readers_in_one_callback() -> None:
