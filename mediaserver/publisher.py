@@ -170,7 +170,7 @@ class Publisher:
         else:
             self.stats.count_other(len(payload))
 
-    def on_end(self, reason: str) -> None:
+    def on_end(self, reason: str, *, unpublished: bool = False) -> None:
         if self.ended:
             return
         self.ended = True

@@ -18,8 +18,8 @@ from rtmp.events import (
     Connected,
     HandshakeComplete,
     PingResponse,
-    PublishEnded,
     PublishRequested,
+    Unpublished,
     VideoData,
 )
 from rtmp.handshake import HANDSHAKE_SIZE, build_client_c0c1
@@ -136,7 +136,7 @@ def test_publish_pauses_until_accepted_then_media_flows() -> None:
     assert codes == ["NetStream.Publish.Start"]
     client.command("FCUnpublish", 5, None, "secret")
     client.command("deleteStream", 6, None, 1)
-    assert client.pump() == [PublishEnded(1, "FCUnpublish")]
+    assert client.pump() == [Unpublished(1, "FCUnpublish")]
 
 
 def test_reject_sends_badname_and_closes() -> None:
