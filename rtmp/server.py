@@ -61,8 +61,9 @@ MORE_WAITING_BYTES = 192 * 1024
 # Events handled per loop callback for one connection; the rest waits for the next
 # loop turn (reading paused meanwhile), so one peer's burst cannot hold the loop.
 # A paced publisher brings 10-30 media messages per read; a 256 kB read of tiny
-# commands would be thousands, each answered.
-MAX_EVENTS_PER_TURN = 256
+# commands is ten thousand, each answered (20-40 us apiece): 64 keeps one callback
+# near a millisecond or two, so 20 such peers still let the loop turn every ~50 ms.
+MAX_EVENTS_PER_TURN = 64
 # Output a peer may leave unread in our transport buffer (past what the kernel took).
 # What we send is small (acks, replies, statuses: kilobytes a minute for an
 # encoder); a peer this far behind is not reading, and every byte is our memory.
