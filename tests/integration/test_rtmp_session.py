@@ -127,3 +127,50 @@ async def test_a_finished_session_is_not_kept_alive_by_the_sweeper(
 
         await wait_for(collected, timeout=2, what="the closed session to be collected")
         writer.close()
+
+
+class StuckTransport:
+    """A transport whose peer never reads: close() never completes, abort() does."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+        self.aborts = 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 9) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 512 * 1024  # unsent, and it stays so
+
+    def is_closing(self) -> bool:
+        return self.closes > 0 or self.aborts > 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+    def abort(self) -> None:
+        self.aborts += 1
+
+
+async def test_a_timed_out_peer_that_never_reads_is_aborted_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rtmp")
+    monkeypatch.setattr(rtmp_server, "SWEEP_INTERVAL", 0.01)
+    async with serving(handshake_timeout=0.05) as (server, _policy, _port):
+        transport = StuckTransport()
+        session = RtmpSession(server)
+        session.connection_made(transport)  # type: ignore[arg-type]
+        await wait_for(lambda: server.stats.handshake_timeouts, timeout=5, what="the timeout")
+        # Twenty more sweeps: the session is still registered (its transport never
+        # reports the loss), yet it is neither closed again nor logged again.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 20 * rtmp_server.SWEEP_INTERVAL
+        await wait_for(lambda: loop.time() > until, timeout=5, what="more sweeps")
+        assert transport.aborts == 1 and transport.closes == 0
+        assert server.stats.handshake_timeouts == 1
+        assert sum("timeout" in r.getMessage() for r in caplog.records) == 1
+        session.connection_lost(None)
