@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from rtmp.errors import LocalProtocolError, RemoteProtocolError
 from rtmp.events import (
     AudioData,
     Connected,
+    ConnectRejected,
     HandshakeComplete,
     PingResponse,
     PublishRequested,
@@ -49,8 +51,8 @@ def _digest_at(block: bytes, base: int, key: bytes) -> bytes | None:
 class Client:
     """A minimal scripted RTMP client over a ServerConnection (no sockets)."""
 
-    def __init__(self, complex_digest: bool = False) -> None:
-        self.conn = ServerConnection()
+    def __init__(self, complex_digest: bool = False, **options: Any) -> None:
+        self.conn = ServerConnection(**options)
         self.writer = ChunkWriter()
         self.reader = ChunkReader()
         c0c1 = build_client_c0c1(complex_digest=complex_digest)
@@ -149,6 +151,34 @@ def test_reject_sends_badname_and_closes() -> None:
     assert client.conn.state is State.CLOSING
     with pytest.raises(LocalProtocolError):
         client.conn.accept_publish(request.stream_id)
+
+
+def test_unknown_app_is_rejected_at_connect_and_the_rest_ignored() -> None:
+    client = Client(app_exists=lambda app: app == "live")
+    client.command("connect", 1, {"app": "nope/"})
+    assert client.pump() == [ConnectRejected("nope")]
+    [(_msg, reply)] = client.replies()
+    assert reply[:2] == ["_error", 1]
+    assert reply[3]["code"] == "NetConnection.Connect.Rejected"
+    assert client.conn.state is State.CLOSING
+    # What the peer says on its way out (librtmp: FCUnpublish, deleteStream) is ignored.
+    client.command("FCUnpublish", 2, None, "key")
+    client.command("deleteStream", 3, None, 1.0)
+    assert client.pump() == []
+    assert client.replies() == []
+
+
+def test_a_stream_goes_only_where_the_table_says() -> None:
+    client = Client()
+    request = client.connect_and_publish()
+    client.conn.accept_publish(request.stream_id)
+    with pytest.raises(LocalProtocolError):
+        client.conn.accept_publish(request.stream_id)  # not pending any more
+    client.command("FCUnpublish", 5, None, "secret")
+    assert client.pump() == [Unpublished(request.stream_id, "FCUnpublish")]
+    client.conn.end_publish(request.stream_id, "kicked")  # not publishing: nothing to end
+    client.command("publish", 6, None, "secret", "live", msid=request.stream_id)
+    assert isinstance(client.pump()[-1], PublishRequested)  # unpublished, so publishable
 
 
 def test_media_before_publish_is_dropped() -> None:
