@@ -85,6 +85,9 @@ class _Transport:
     def write(self, data: bytes) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def pause_reading(self) -> None:
         pass
 
@@ -104,6 +107,9 @@ class _HubPolicy:
     def __init__(self, hub: StreamHub) -> None:
         self.hub = hub
         self.count = 0
+
+    def app_exists(self, app: str) -> bool:
+        return True
 
     async def authorize(self, session: RtmpSession, request: PublishRequested
                         ) -> PublishAccepted:

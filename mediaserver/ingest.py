@@ -1,8 +1,10 @@
-"""Who may publish: the server's IngestPolicy, from stream key to channel to hub.
+"""Who may publish: the RTMP server's PublishPolicy, from stream key to channel to hub.
 
 The key is looked up in the channel store (or asked of the platform's auth
 webhook); a store that cannot be reached refuses the publish with a clear
-reason (fail closed). The key itself never reaches a log line.
+reason (fail closed), in words encoders take as "try again" (NetStream.Failed),
+never as "wrong key" (NetStream.Publish.BadName, after which OBS stops retrying).
+The key itself never reaches a log line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ log = logging.getLogger("mediaserver.ingest")
 
 
 class IngestPolicy:
+    """rtmp.server.PublishPolicy for this server: one application, keys from the store."""
+
     def __init__(
         self,
         hub: StreamHub,
@@ -32,9 +36,13 @@ class IngestPolicy:
         self.app = app
         self.auth_webhook = auth_webhook
 
+    def app_exists(self, app: str) -> bool:
+        return app == self.app
+
     async def authorize(
         self, session: RtmpSession, request: PublishRequested
     ) -> PublishAccepted | PublishRejected:
+        # Unknown apps are refused at connect; this guards a policy used without that.
         if request.app != self.app:
             return PublishRejected(
                 f"unknown application {request.app!r}: publish to rtmp://HOST/{self.app}",
@@ -65,7 +73,8 @@ class IngestPolicy:
             log.warning("publish refused peer=%s: channel store unavailable: %s",
                         session.peer, exc)
             return PublishRejected(
-                "the stream key store is unavailable; try again shortly", result="unavailable"
+                "the stream key store is unavailable; try again shortly",
+                code="NetStream.Failed", result="unavailable",
             )
         if channel is None:
             return PublishRejected("unknown stream key", result="bad_key")

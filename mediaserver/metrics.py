@@ -182,6 +182,12 @@ class ServerCollector(Collector):
         timeouts.add_metric(["handshake"], stats.handshake_timeouts)
         timeouts.add_metric(["idle"], stats.idle_timeouts)
         yield timeouts
+        yield CounterMetricFamily(f"{NAMESPACE}_rtmp_output_overflows",
+                                  "RTMP connections aborted for leaving our output unread.",
+                                  value=stats.output_overflows)
+        yield CounterMetricFamily(f"{NAMESPACE}_rtmp_internal_errors",
+                                  "RTMP connections closed for a bug on our side.",
+                                  value=stats.internal_errors)
         # Closed connections are folded into stats at close; open ones are read live.
         received = stats.bytes_received + sum(s.conn.bytes_received for s in rtmp.sessions)
         yield CounterMetricFamily(f"{NAMESPACE}_rtmp_received_bytes",

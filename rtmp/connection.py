@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import amf0
@@ -31,14 +32,15 @@ from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     AudioData,
     Connected,
+    ConnectRejected,
     Event,
     HandshakeComplete,
     Metadata,
     PingResponse,
     PlayRequested,
-    PublishEnded,
     PublishRequested,
     UnhandledCommand,
+    Unpublished,
     VideoData,
 )
 from .handshake import HANDSHAKE_SIZE, build_server_response, check_c0, find_client_digest
@@ -69,6 +71,9 @@ DEFAULT_WINDOW_ACK_SIZE = 5_000_000
 DEFAULT_OUT_CHUNK_SIZE = 4096
 # createStream calls honoured per connection; encoders use one.
 MAX_STREAMS_PER_CONNECTION = 8
+# How much of an unknown command's name is echoed in the _error reply: enough to
+# read it in a client's log, and a long name cannot make a reply bigger than this.
+MAX_ECHOED_NAME = 64
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -79,11 +84,14 @@ class State(enum.Enum):
     AWAIT_C0C1 = "await_c0c1"
     AWAIT_C2 = "await_c2"
     OPEN = "open"
-    CLOSING = "closing"  # we refused something; flush data_to_send() and close
+    # We refused a connect or a publish: flush data_to_send(), let the peer say
+    # goodbye (what it sends now is read and ignored), then close.
+    CLOSING = "closing"
     FAILED = "failed"
 
 
-# The only state changes there are; anything else is a bug on our side.
+# The only connection state changes there are; anything else is a bug on our side.
+# A protocol error fails the connection in any state that parses input.
 _TRANSITIONS: dict[tuple[State, str], State] = {
     (State.AWAIT_C0C1, "c0c1"): State.AWAIT_C2,
     (State.AWAIT_C2, "c2"): State.OPEN,
@@ -91,7 +99,6 @@ _TRANSITIONS: dict[tuple[State, str], State] = {
     (State.AWAIT_C0C1, "fail"): State.FAILED,
     (State.AWAIT_C2, "fail"): State.FAILED,
     (State.OPEN, "fail"): State.FAILED,
-    (State.CLOSING, "fail"): State.FAILED,
 }
 
 
@@ -99,6 +106,16 @@ class _StreamState(enum.Enum):
     CREATED = "created"
     PUBLISH_PENDING = "publish_pending"
     PUBLISHING = "publishing"
+
+
+# Per-stream state changes (createStream adds a CREATED stream, deleteStream drops it).
+_STREAM_TRANSITIONS: dict[tuple[_StreamState, str], _StreamState] = {
+    (_StreamState.CREATED, "publish"): _StreamState.PUBLISH_PENDING,
+    (_StreamState.PUBLISH_PENDING, "accept"): _StreamState.PUBLISHING,
+    (_StreamState.PUBLISH_PENDING, "reject"): _StreamState.CREATED,
+    (_StreamState.PUBLISHING, "unpublish"): _StreamState.CREATED,  # the encoder stopped
+    (_StreamState.PUBLISHING, "end"): _StreamState.CREATED,  # we stopped it (kick)
+}
 
 
 class ServerConnection:
@@ -111,7 +128,9 @@ class ServerConnection:
         max_chunk_streams: int = MAX_CHUNK_STREAMS,
         out_chunk_size: int = DEFAULT_OUT_CHUNK_SIZE,
         window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE,
+        app_exists: Callable[[str], bool] | None = None,
     ) -> None:
+        """`app_exists` says which applications `connect` may name (None: any)."""
         self.state = State.AWAIT_C0C1
         self.app: str | None = None
         self.complex_handshake = False
@@ -129,6 +148,7 @@ class ServerConnection:
         self._last_ack = 0
         self._failure: ProtocolError | None = None
         self._paused_for: int | None = None
+        self._app_exists = app_exists
         self.media_dropped = 0
 
     # ---- bytes in / out -------------------------------------------------------------
@@ -200,7 +220,7 @@ class ServerConnection:
 
     def _fail(self, exc: ProtocolError) -> None:
         self._failure = exc
-        self.state = State.FAILED
+        self._transition("fail")
         raise exc
 
     def _transition(self, what: str) -> None:
@@ -208,6 +228,17 @@ class ServerConnection:
             self.state = _TRANSITIONS[(self.state, what)]
         except KeyError:
             raise LocalProtocolError(f"cannot {what} in state {self.state.value}") from None
+
+    def _stream_can(self, stream_id: int, what: str) -> bool:
+        state = self._streams.get(stream_id)
+        return state is not None and (state, what) in _STREAM_TRANSITIONS
+
+    def _stream_transition(self, stream_id: int, what: str) -> None:
+        state = self._streams.get(stream_id)
+        if state is None or (state, what) not in _STREAM_TRANSITIONS:
+            where = "no such stream" if state is None else f"state {state.value}"
+            raise LocalProtocolError(f"cannot {what} stream {stream_id} in {where}")
+        self._streams[stream_id] = _STREAM_TRANSITIONS[(state, what)]
 
     # ---- handshake ------------------------------------------------------------------
 
@@ -369,15 +400,25 @@ class ServerConnection:
             self._send_command(
                 CS_COMMAND, 0, "_error", txn, None,
                 {"level": "error", "code": "NetConnection.Call.Failed",
-                 "description": f"unknown command {name}"},
+                 "description": f"unknown command {name[:MAX_ECHOED_NAME]}"},
             )
         return UnhandledCommand(name, msg.stream_id)
 
     def _on_connect(self, txn: float, command_object: dict[str, Any]) -> Event:
         if self.app is not None:
             raise RemoteProtocolError("second connect on one connection")
-        app = command_object.get("app")
-        self.app = app.strip("/") if isinstance(app, str) else ""
+        raw_app = command_object.get("app")
+        app = raw_app.strip("/") if isinstance(raw_app, str) else ""
+        if self._app_exists is not None and not self._app_exists(app):
+            # As nginx-rtmp does: refuse at connect, before the encoder creates a stream.
+            self._send_command(
+                CS_COMMAND, 0, "_error", txn, None,
+                {"level": "error", "code": "NetConnection.Connect.Rejected",
+                 "description": f"unknown application {app[:MAX_ECHOED_NAME]!r}"},
+            )
+            self._transition("refuse")
+            return ConnectRejected(app)
+        self.app = app
         tc_url = command_object.get("tcUrl")
         flash_ver = command_object.get("flashVer") or command_object.get("flashver")
         encoding = command_object.get("objectEncoding", 0)
@@ -416,21 +457,21 @@ class ServerConnection:
     def _on_publish(self, stream_id: int, args: list[Any]) -> Event | None:
         name = args[0] if args and isinstance(args[0], str) else ""
         publish_type = args[1] if len(args) > 1 and isinstance(args[1], str) else "live"
-        if self._streams.get(stream_id) is not _StreamState.CREATED:
+        if not self._stream_can(stream_id, "publish"):
             self._send_status(
                 stream_id, "error", "NetStream.Publish.BadName",
                 "publish on a stream that was not created or is already publishing",
             )
             return None
-        self._streams[stream_id] = _StreamState.PUBLISH_PENDING
+        self._stream_transition(stream_id, "publish")
         self._paused_for = stream_id
         return PublishRequested(stream_id, name, publish_type, self.app or "")
 
     def _end_publishing(self, stream_id: int | None, reason: str) -> Event | None:
-        for sid, st in self._streams.items():
-            if (stream_id is None or sid == stream_id) and st is _StreamState.PUBLISHING:
-                self._streams[sid] = _StreamState.CREATED
-                return PublishEnded(sid, reason)
+        for sid in self._streams:
+            if (stream_id is None or sid == stream_id) and self._stream_can(sid, "unpublish"):
+                self._stream_transition(sid, "unpublish")
+                return Unpublished(sid, reason)
         return None
 
     # ---- owner decisions ------------------------------------------------------------
@@ -439,7 +480,7 @@ class ServerConnection:
         if self._paused_for != stream_id:
             raise LocalProtocolError(f"no publish pending on stream {stream_id}")
         self._paused_for = None
-        self._streams[stream_id] = _StreamState.PUBLISHING
+        self._stream_transition(stream_id, "accept")
         self._send_control(USER_CONTROL, _UC_STREAM.pack(UC_STREAM_BEGIN, stream_id))
         self._send_status(stream_id, "status", "NetStream.Publish.Start", description)
 
@@ -450,14 +491,14 @@ class ServerConnection:
         if self._paused_for != stream_id:
             raise LocalProtocolError(f"no publish pending on stream {stream_id}")
         self._paused_for = None
-        self._streams[stream_id] = _StreamState.CREATED
+        self._stream_transition(stream_id, "reject")
         self._send_status(stream_id, "error", code, description)
         self._transition("refuse")
 
     def end_publish(self, stream_id: int, description: str) -> None:
         """Tell the publisher we stopped its stream (kick); the owner closes the socket."""
-        if self._streams.get(stream_id) is _StreamState.PUBLISHING:
-            self._streams[stream_id] = _StreamState.CREATED
+        if self._stream_can(stream_id, "end"):
+            self._stream_transition(stream_id, "end")
             self._send_control(USER_CONTROL, _UC_STREAM.pack(UC_STREAM_EOF, stream_id))
             self._send_status(stream_id, "status", "NetStream.Unpublish.Success", description)
 

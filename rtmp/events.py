@@ -67,8 +67,16 @@ class VideoData(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class PublishEnded(Event):
-    """FCUnpublish, closeStream or deleteStream ended the publish on this stream."""
+class ConnectRejected(Event):
+    """`connect` named an application that does not exist; answered with
+    NetConnection.Connect.Rejected, the connection now only waits to be closed."""
+
+    app: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished(Event):
+    """The encoder ended its publish on this stream (FCUnpublish, closeStream, deleteStream)."""
 
     stream_id: int
     reason: str

@@ -23,12 +23,13 @@ HANDSHAKE_SIZE = 1536
 DIGEST_SIZE = 32
 
 # Keys of the FP9 scheme. The 32-byte tail is shared by client and server keys;
-# the short prefixes alone are used to sign C1/S1, the full keys to derive S2/C2 keys.
+# the short prefixes alone sign C1 (30 bytes) and S1 (36 bytes); the full keys (62
+# and 68 bytes) derive the keys that sign S2 and C2 over the peer's digest.
 _KEY_TAIL = bytes.fromhex(
     "f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae"
 )
 CLIENT_KEY_PREFIX = b"Genuine Adobe Flash Player 001"
-SERVER_KEY_PREFIX = b"Genuine Adobe Media Server 001"
+SERVER_KEY_PREFIX = b"Genuine Adobe Flash Media Server 001"
 SERVER_KEY_FULL = SERVER_KEY_PREFIX + _KEY_TAIL
 
 # Version we claim in a complex S1 (any non-zero value marks it as complex).
@@ -106,12 +107,3 @@ def build_client_c0c1(complex_digest: bool = False, client_time: int = 0) -> byt
         c1 += b"\x00\x00\x00\x00" + os.urandom(HANDSHAKE_SIZE - 8)
     return bytes([RTMP_VERSION]) + bytes(c1)
 
-
-def verify_server_s1(s1: bytes) -> bool:
-    """True if S1 carries a valid server digest (what a strict FP9 client checks)."""
-    for scheme in (0, 1):
-        offset = _digest_offset(s1, scheme)
-        expected = _digest_for(s1, offset, SERVER_KEY_PREFIX)
-        if hmac.compare_digest(expected, s1[offset : offset + DIGEST_SIZE]):
-            return True
-    return False

@@ -1,7 +1,7 @@
 """The asyncio side of RTMP: a thin Protocol feeding ServerConnection.
 
 This is the only module of `rtmp/` that touches sockets or the clock. What a
-publish is allowed to do is the owner's policy (`IngestPolicy`); media goes to
+publish is allowed to do is the owner's policy (`PublishPolicy`); media goes to
 the `PublishSink` the policy hands back for an accepted publish.
 """
 
@@ -11,20 +11,21 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .connection import ServerConnection
-from .errors import ProtocolError
+from .connection import ServerConnection, State
+from .errors import LocalProtocolError, ProtocolError
 from .events import (
     AudioData,
     Connected,
+    ConnectRejected,
     Metadata,
     PlayRequested,
-    PublishEnded,
     PublishRequested,
     UnhandledCommand,
+    Unpublished,
     VideoData,
 )
 
@@ -57,6 +58,24 @@ RECEIVE_BUFFER_SIZE = 256 * 1024
 # A read this big nearly filled the receive buffer: more is waiting in the
 # kernel, so the socket is read on before pausing.
 MORE_WAITING_BYTES = 192 * 1024
+# Events handled per loop callback for one connection; the rest waits for the next
+# loop turn (reading paused meanwhile), so one peer's burst cannot hold the loop.
+# A paced publisher brings 10-30 media messages per read; a 256 kB read of tiny
+# commands is ten thousand, each answered (20-40 us apiece): 64 keeps one callback
+# near a millisecond or two, so 20 such peers still let the loop turn every ~50 ms.
+MAX_EVENTS_PER_TURN = 64
+# Output a peer may leave unread in our transport buffer (past what the kernel took).
+# What we send is small (acks, replies, statuses: kilobytes a minute for an
+# encoder); a peer this far behind is not reading, and every byte is our memory.
+MAX_UNSENT_BYTES = 1024 * 1024
+# After refusing a connect or publish we half-close and wait this long for the
+# encoder to read the refusal and leave. librtmp writes FCUnpublish + deleteStream
+# once it sees our EOF and dies of SIGPIPE if the socket is gone by then; a slow
+# link needs a round trip or two, and a refused peer must not hold a slot for long.
+REFUSAL_LINGER = 2.5
+# After we close, a peer gets this long to take our last bytes; then the socket is
+# aborted (a peer that does not read would hold it, and its slot, for ever).
+CLOSE_FLUSH_TIMEOUT = 5.0
 
 
 class PublishSink(Protocol):
@@ -65,7 +84,10 @@ class PublishSink(Protocol):
     def on_metadata(self, values: dict[str, Any]) -> None: ...
     def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None: ...
     def on_video(self, timestamp: int, payload: bytes | bytearray) -> None: ...
-    def on_end(self, reason: str) -> None: ...
+    def on_end(self, reason: str, *, unpublished: bool = False) -> None:
+        """The publish ended; `unpublished`: the encoder stopped it on purpose
+        (FCUnpublish, deleteStream, closeStream), not a dropped or kicked connection."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +103,13 @@ class PublishRejected:
     result: str = "bad_key"  # for counting: bad_key, blocked, duplicate, unavailable
 
 
-class IngestPolicy(Protocol):
+class PublishPolicy(Protocol):
+    """The owner's decisions: which applications exist, and who may publish."""
+
+    def app_exists(self, app: str) -> bool:
+        """Whether `connect` may name this application (else Connect.Rejected)."""
+        ...
+
     def authorize(
         self, session: RtmpSession, request: PublishRequested
     ) -> Awaitable[PublishAccepted | PublishRejected]: ...
@@ -97,6 +125,10 @@ class ServerStats:
     handshake_timeouts: int = 0
     idle_timeouts: int = 0
     bytes_received: int = 0
+    # Connections aborted for leaving more than MAX_UNSENT_BYTES of our output unread.
+    output_overflows: int = 0
+    # LocalProtocolError: our own bug, not the peer's; logged with a traceback.
+    internal_errors: int = 0
 
 
 class RtmpSession(asyncio.BufferedProtocol):
@@ -104,11 +136,15 @@ class RtmpSession(asyncio.BufferedProtocol):
 
     A buffered protocol: the loop reads straight into the server's one receive
     buffer, instead of allocating a bytes object per read for data_received.
+    Reading is paused while any of three reasons holds: a publish awaits the
+    policy's decision, the ReadPacer holds the socket, or events are left over
+    from a read (they are handled on the next loop turn).
     """
 
     def __init__(self, server: RtmpServer) -> None:
         self._server = server
-        self.conn = ServerConnection(max_message_size=server.max_message_size)
+        self.conn = ServerConnection(max_message_size=server.max_message_size,
+                                     app_exists=server.policy.app_exists)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.channel: str | None = None
@@ -119,12 +155,22 @@ class RtmpSession(asyncio.BufferedProtocol):
         self.last_media = self.created_at
         self.publishing = False
         self._authorizing: asyncio.Task[None] | None = None
-        self._closed = False
+        self._deciding = False  # a publish awaits the policy: reading paused
+        self._backlog = False  # events left for the next loop turn: reading paused
+        self._reading_paused = False
+        self._closed = False  # close() or abort() was called, or the connection is gone
+        self._lingering = False  # refused: half-closed, waiting for the peer to leave
+        self._deadline: asyncio.TimerHandle | None = None  # aborts a close that hangs
         self._bytes_counted = 0
         self._held = False  # reading paused by the server's ReadPacer
         self._paced = True  # False once the feed proved too fast to pace
         self._bytes_since_release = 0
         self.reads = 0  # socket reads: what read pacing saves shows here
+
+    @property
+    def closing(self) -> bool:
+        """True once the session is on its way out (closed, aborted or refused)."""
+        return self._closed or self._lingering
 
     # ---- asyncio.Protocol -----------------------------------------------------------
 
@@ -141,15 +187,9 @@ class RtmpSession(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self.last_activity = time.monotonic()
         self.reads += 1
-        try:
-            # ServerConnection copies what it is given, so the shared buffer is free
-            # again for the next read as soon as this returns.
-            self.conn.receive_data(self._server.receive_buffer[:nbytes])
-            self._process()
-        except ProtocolError as exc:
-            self._server.stats.protocol_errors += 1
-            log.warning("rtmp protocol error peer=%s channel=%s: %s", self.peer, self.channel, exc)
-            self.close(f"protocol error: {exc}")
+        # ServerConnection copies what it is given, so the shared buffer is free
+        # again for the next read as soon as this returns.
+        if not self._run(self._server.receive_buffer[:nbytes]):
             return
         pacer = self._server.read_pacer
         if pacer is not None and self.publishing and self._paced:
@@ -168,6 +208,9 @@ class RtmpSession(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._server.unregister(self)
         self._server.stats.bytes_received += self.conn.bytes_received - self._bytes_counted
         self._bytes_counted = self.conn.bytes_received
@@ -177,14 +220,46 @@ class RtmpSession(asyncio.BufferedProtocol):
 
     # ---- event processing -----------------------------------------------------------
 
+    def _run(self, data: memoryview | None = None,
+             decide: Callable[[], None] | None = None) -> bool:
+        """Feed bytes or apply a publish decision, then handle events; errors by fault.
+
+        False if the connection was closed for an error.
+        """
+        try:
+            if data is not None:
+                self.conn.receive_data(data)
+            if decide is not None:
+                decide()
+            self._process()
+        except LocalProtocolError as exc:
+            self._server.stats.internal_errors += 1
+            log.error("rtmp internal error (ours, not the peer's) peer=%s channel=%s",
+                      self.peer, self.channel, exc_info=exc)
+            self.close(f"internal error: {exc}")
+            return False
+        except ProtocolError as exc:
+            self._server.stats.protocol_errors += 1
+            log.warning("rtmp protocol error peer=%s channel=%s: %s", self.peer, self.channel, exc)
+            self.close(f"protocol error: {exc}")
+            return False
+        return True
+
     def _process(self) -> None:
         conn = self.conn
         sink = self.sink
         media_seen = False
+        budget = MAX_EVENTS_PER_TURN
         while True:
+            if budget == 0:
+                # Leave the rest for the next loop turn, so other peers get theirs.
+                self._backlog = True
+                asyncio.get_running_loop().call_soon(self._continue)
+                break
             event = conn.next_event()
             if event is None:
                 break
+            budget -= 1
             cls = type(event)
             if cls is VideoData:
                 media_seen = True
@@ -199,14 +274,19 @@ class RtmpSession(asyncio.BufferedProtocol):
             elif cls is Metadata:
                 if sink is not None:
                     sink.on_metadata(event.values)  # type: ignore[attr-defined]
-            elif cls is PublishEnded:
+            elif cls is Unpublished:
                 log.info("rtmp unpublish peer=%s channel=%s reason=%s",
                          self.peer, self.channel, event.reason)  # type: ignore[attr-defined]
-                self._end_sink(f"unpublished ({event.reason})")  # type: ignore[attr-defined]
+                self._end_sink(f"unpublished ({event.reason})",  # type: ignore[attr-defined]
+                               unpublished=True)
                 sink = None
             elif cls is Connected:
                 log.info("rtmp connect peer=%s app=%s flashver=%r",
                          self.peer, event.app, event.flash_ver)  # type: ignore[attr-defined]
+            elif cls is ConnectRejected:
+                self._server.count_publish("bad_app")
+                log.info("rtmp connect rejected peer=%s: unknown app %r",
+                         self.peer, event.app)  # type: ignore[attr-defined]
             elif cls is PlayRequested:
                 log.info("rtmp play refused peer=%s (HLS only)", self.peer)
             elif cls is UnhandledCommand:
@@ -214,15 +294,45 @@ class RtmpSession(asyncio.BufferedProtocol):
         if media_seen:
             self.last_media = self.last_activity
         self._flush()
+        if conn.state is State.CLOSING:
+            self._linger("refused")
+        self._update_reading()
+
+    def _continue(self) -> None:
+        self._backlog = False
+        if not self._closed:
+            self._run()
+        self._update_reading()
 
     def _flush(self) -> None:
         out = self.conn.data_to_send()
-        if out and self.transport is not None and not self._closed:
-            self.transport.write(out)
+        transport = self.transport
+        if not out or transport is None or self._closed:
+            return
+        transport.write(out)
+        unsent = transport.get_write_buffer_size()
+        if unsent > MAX_UNSENT_BYTES:
+            self._server.stats.output_overflows += 1
+            log.warning("rtmp peer not reading peer=%s channel=%s: %d bytes unsent, aborting",
+                        self.peer, self.channel, unsent)
+            self.abort("peer does not read what we send")
+
+    def _update_reading(self) -> None:
+        """Pause or resume reading to match the reasons to pause (see the class doc)."""
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        paused = self._deciding or self._held or self._backlog
+        if paused != self._reading_paused:
+            self._reading_paused = paused
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _begin_authorize(self, request: PublishRequested) -> None:
-        assert self.transport is not None
-        self.transport.pause_reading()
+        self._deciding = True
+        self._update_reading()
         self._authorizing = asyncio.get_running_loop().create_task(self._authorize(request))
 
     async def _authorize(self, request: PublishRequested) -> None:
@@ -232,52 +342,44 @@ class RtmpSession(asyncio.BufferedProtocol):
             log.exception("rtmp publish authorization failed peer=%s", self.peer)
             decision = PublishRejected(f"server error while checking the key: {exc}",
                                        result="error")
+        self._deciding = False
         if self._closed:
             if isinstance(decision, PublishAccepted):
                 decision.sink.on_end("connection closed during authorization")
             return
-        try:
-            if isinstance(decision, PublishRejected):
-                self._server.count_publish(decision.result)
-                log.info("rtmp publish rejected peer=%s app=%s result=%s: %s",
-                         self.peer, request.app, decision.result, decision.description)
-                self.conn.reject_publish(request.stream_id, decision.description, decision.code)
-                self._flush()
-                self.close(decision.description)
-                return
-            self._server.count_publish("ok")
-            self.channel = decision.channel
-            self.sink = decision.sink
-            self.stream_id = request.stream_id
-            self.publishing = True
-            self.conn.accept_publish(request.stream_id)
-            log.info("rtmp publish started peer=%s channel=%s", self.peer, self.channel)
-            assert self.transport is not None
-            self.transport.resume_reading()
-            self._process()
-        except ProtocolError as exc:
-            self._server.stats.protocol_errors += 1
-            log.warning("rtmp protocol error peer=%s channel=%s: %s", self.peer, self.channel, exc)
-            self.close(f"protocol error: {exc}")
+        self._run(decide=lambda: self._decide(request, decision))
+
+    def _decide(self, request: PublishRequested,
+                decision: PublishAccepted | PublishRejected) -> None:
+        if isinstance(decision, PublishRejected):
+            self._server.count_publish(decision.result)
+            log.info("rtmp publish rejected peer=%s app=%s result=%s: %s",
+                     self.peer, request.app, decision.result, decision.description)
+            self.conn.reject_publish(request.stream_id, decision.description, decision.code)
+            return  # _process flushes the refusal and lingers
+        self._server.count_publish("ok")
+        self.channel = decision.channel
+        self.sink = decision.sink
+        self.stream_id = request.stream_id
+        self.publishing = True
+        self.conn.accept_publish(request.stream_id)
+        log.info("rtmp publish started peer=%s channel=%s", self.peer, self.channel)
 
     # ---- read pacing ----------------------------------------------------------------
 
     def pause_held(self) -> bool:
         """Pause reading until `release_held`; False if there is nothing to pause."""
-        if self._held or self._closed or self.transport is None or self.transport.is_closing():
+        if self._held or self.closing or self.transport is None or self.transport.is_closing():
             return False
         self._held = True
-        self.transport.pause_reading()
+        self._update_reading()
         return True
 
     def release_held(self) -> None:
         if self._held:
             self._held = False
             self._bytes_since_release = 0
-            if self._authorizing is not None and not self._authorizing.done():
-                return  # a publish awaits its decision: _authorize resumes reading after it
-            if not self._closed and self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+            self._update_reading()
 
     # ---- closing --------------------------------------------------------------------
 
@@ -289,17 +391,52 @@ class RtmpSession(asyncio.BufferedProtocol):
         self.close(reason)
 
     def close(self, reason: str) -> None:
+        """Close after our last bytes are sent; abort if the peer will not take them."""
         self._end_sink(reason)
         if self.transport is not None and not self._closed:
             self._closed = True
             self.transport.close()
+            self._arm_deadline(CLOSE_FLUSH_TIMEOUT, "did not take our last bytes")
 
-    def _end_sink(self, reason: str) -> None:
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, unsent output and all (timeouts, peers that never read)."""
+        self._end_sink(reason)
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            self.transport.abort()
+
+    def _linger(self, reason: str) -> None:
+        """After a refusal: half-close, read and ignore what the peer still says, then go.
+
+        The peer reads our refusal and then EOF; its goodbye (FCUnpublish,
+        deleteStream) still finds an open socket; its close ends the connection.
+        """
+        if self._lingering or self._closed or self.transport is None:
+            return
+        self._lingering = True
+        self._end_sink(reason)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._arm_deadline(REFUSAL_LINGER, "did not leave after a refusal")
+
+    def _arm_deadline(self, seconds: float, why: str) -> None:
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(
+                seconds, self._deadline_passed, why)
+
+    def _deadline_passed(self, why: str) -> None:
+        self._deadline = None
+        log.info("rtmp connection aborted peer=%s channel=%s: %s", self.peer, self.channel, why)
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _end_sink(self, reason: str, *, unpublished: bool = False) -> None:
         sink, self.sink = self.sink, None
         self.publishing = False
         if sink is not None:
             log.info("rtmp publish ended peer=%s channel=%s: %s", self.peer, self.channel, reason)
-            sink.on_end(reason)
+            sink.on_end(reason, unpublished=unpublished)
 
 
 class ReadPacer:
@@ -341,7 +478,7 @@ class RtmpServer:
 
     def __init__(
         self,
-        policy: IngestPolicy,
+        policy: PublishPolicy,
         *,
         max_connections: int = MAX_CONNECTIONS,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
@@ -403,22 +540,34 @@ class RtmpServer:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            now = time.monotonic()
-            for session in list(self.sessions):
-                if (
-                    not session.publishing
-                    and session._authorizing is None
-                    and now - session.created_at > self.handshake_timeout
-                ):
-                    self.stats.handshake_timeouts += 1
-                    log.info("rtmp handshake/publish timeout peer=%s", session.peer)
-                    session.close("no publish within the handshake timeout")
-                    continue
-                idle_since = session.last_media if session.publishing else session.last_activity
-                if now - idle_since > self.idle_timeout:
-                    self.stats.idle_timeouts += 1
-                    log.info("rtmp idle timeout peer=%s channel=%s", session.peer, session.channel)
-                    session.close(f"no media for {self.idle_timeout:.0f}s")
+            # No session may stay referenced across the sleep: a loop variable here
+            # would keep the last one (and its publisher) alive after it ended.
+            self._sweep_once(time.monotonic())
+
+    def _sweep_once(self, now: float) -> None:
+        for session in list(self.sessions):
+            self._check_timeouts(session, now)
+
+    def _check_timeouts(self, session: RtmpSession, now: float) -> None:
+        """Abort (not close) a timed-out session: it may be a peer that never reads,
+        and a close would wait on it for ever. Sessions on their way out have their
+        own deadline and are left alone, so each is logged once."""
+        if session.closing:
+            return
+        if (
+            not session.publishing
+            and session._authorizing is None
+            and now - session.created_at > self.handshake_timeout
+        ):
+            self.stats.handshake_timeouts += 1
+            log.info("rtmp handshake/publish timeout peer=%s", session.peer)
+            session.abort("no publish within the handshake timeout")
+            return
+        idle_since = session.last_media if session.publishing else session.last_activity
+        if now - idle_since > self.idle_timeout:
+            self.stats.idle_timeouts += 1
+            log.info("rtmp idle timeout peer=%s channel=%s", session.peer, session.channel)
+            session.abort(f"no media for {self.idle_timeout:.0f}s")
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
@@ -11,9 +12,11 @@ import pytest
 from rtmp import amf0
 from rtmp.chunk import ChunkWriter
 from rtmp.handshake import HANDSHAKE_SIZE, build_client_c0c1
+from rtmp.server import MAX_UNSENT_BYTES
 from tests.live import (
     http_url,
     publish,
+    publishing,
     rtmp_url,
     running_server,
     stop_process,
@@ -21,7 +24,6 @@ from tests.live import (
 )
 
 pytestmark = pytest.mark.integration
-
 
 
 async def open_peer(port: int, handshake: bool = True
@@ -121,3 +123,85 @@ async def test_hostile_peers_are_closed_and_counted_while_a_stream_carries_on(
                 assert response.status == 200
         finally:
             await stop_process(proc)
+
+
+FLOODERS = 10  # the issue saw 20; 10 show the same bounds in half the time
+FLOOD_BYTES = 2 * 1024 * 1024
+
+
+async def test_peers_that_never_read_are_bounded_aborted_and_counted(
+    tmp_path: Path, clip: Path
+) -> None:
+    """20 peers flood unknown commands (each answered with _error) and never read.
+
+    Their unread replies are capped per connection and they are aborted and counted;
+    the loop keeps turning (timer lateness, /healthz) and a real stream keeps cutting.
+    """
+    # A long handshake timeout: whatever ends the flooders here is the output cap.
+    async with running_server(tmp_path, handshake_timeout=60) as server, \
+            aiohttp.ClientSession() as session:
+        assert server.rtmp is not None
+        rtmp = server.rtmp
+        key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
+        port = server.rtmp_address[1]
+        async with publishing(rtmp_url(server, key), clip, loops=2):
+            await wait_for(lambda: server.hub.is_live("cam1"), timeout=10, what="live")
+            segmenter = server.hub.segmenter("cam1")
+            assert segmenter is not None
+            produced_before = segmenter.segments_produced
+
+            loop = asyncio.get_running_loop()
+            lateness: list[float] = []
+            # CPU the loop spent between two ticks: what blocked it, as opposed to the
+            # OS not running us at all (this box is shared; wall lateness shows both).
+            busy: list[float] = []
+            unsent: list[int] = []
+            stop = asyncio.Event()
+
+            async def tick() -> None:
+                while not stop.is_set():
+                    before, cpu_before = loop.time(), time.thread_time()
+                    await asyncio.sleep(0.01)
+                    lateness.append(loop.time() - before - 0.01)
+                    busy.append(time.thread_time() - cpu_before)
+                    unsent.append(sum(s.transport.get_write_buffer_size()
+                                      for s in list(rtmp.sessions)
+                                      if s.transport is not None))
+
+            ticker = loop.create_task(tick())
+            # Tiny commands, each answered with a ~110-byte _error: ~4x amplification.
+            command = ChunkWriter().write(3, 20, 0, 0, amf0.encode_values("x", 2.0, None))
+            flood = command * (FLOOD_BYTES // len(command))
+            peers = []
+            for _ in range(FLOODERS):
+                _reader, writer = await open_peer(port)
+                writer.write(ChunkWriter().write(3, 20, 0, 0, amf0.encode_values(
+                    "connect", 1, {"app": "live"})) + flood)
+                peers.append(writer)  # never read from again
+
+            started = loop.time()
+            async with session.get(http_url(server, "/healthz")) as response:
+                assert response.status == 200
+            healthz_seconds = loop.time() - started
+
+            await wait_for(lambda: rtmp.stats.output_overflows >= FLOODERS, timeout=40,
+                           what="every flooder aborted for unread output")
+            await wait_for(lambda: len(rtmp.sessions) == 1, timeout=5,
+                           what="only the publisher left")
+            stop.set()
+            await ticker
+            for writer in peers:
+                writer.close()
+
+            print(f"flood: max timer lateness {max(lateness) * 1000:.0f} ms, max loop CPU "
+                  f"between ticks {max(busy) * 1000:.0f} ms, max unsent {max(unsent) / 1e6:.1f}"
+                  f" MB, /healthz {healthz_seconds * 1000:.0f} ms, "
+                  f"overflows {rtmp.stats.output_overflows}")
+            # Before the per-turn bound one read's worth of commands took 0.2-1.5 s of CPU
+            # in one callback; now a turn of all peers is a few tens of ms.
+            assert max(busy) < 0.25
+            assert max(lateness) < 2.0 and healthz_seconds < 2.0  # loose: shared machine
+            assert max(unsent) <= FLOODERS * 2 * MAX_UNSENT_BYTES
+            assert server.hub.is_live("cam1")
+            await wait_for(lambda: segmenter.segments_produced >= produced_before + 2,
+                           timeout=10, what="segments during and after the flood")

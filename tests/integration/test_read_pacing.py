@@ -45,7 +45,7 @@ class RecordingSink:
         self.video_timestamps.append(timestamp)
         self.media_bytes += len(payload)
 
-    def on_end(self, reason: str) -> None:
+    def on_end(self, reason: str, *, unpublished: bool = False) -> None:
         self.ended = reason
 
 
@@ -56,6 +56,9 @@ class AcceptEveryPublish:
         self.sinks: list[RecordingSink] = []
         self.gate: asyncio.Event | None = None
         self.waiting = 0
+
+    def app_exists(self, app: str) -> bool:
+        return True
 
     async def authorize(self, session: RtmpSession, request: PublishRequested) -> PublishAccepted:
         if self.gate is not None:

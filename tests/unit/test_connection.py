@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,20 +17,42 @@ from rtmp.errors import LocalProtocolError, RemoteProtocolError
 from rtmp.events import (
     AudioData,
     Connected,
+    ConnectRejected,
     HandshakeComplete,
     PingResponse,
-    PublishEnded,
     PublishRequested,
+    Unpublished,
     VideoData,
 )
-from rtmp.handshake import HANDSHAKE_SIZE, build_client_c0c1, verify_server_s1
+from rtmp.handshake import HANDSHAKE_SIZE, build_client_c0c1
+
+# The FP9 keys written out here, independently of rtmp/handshake.py, as clients
+# (ffmpeg's rtmpproto.c, librtmp) hold them: "Genuine Adobe Flash Media Server 001"
+# (36 bytes) signs S1; the 68-byte key with the shared tail derives S2's key.
+_TAIL = bytes([
+    0xF0, 0xEE, 0xC2, 0x4A, 0x80, 0x68, 0xBE, 0xE8, 0x2E, 0x00, 0xD0, 0xD1, 0x02, 0x9E, 0x7E, 0x57,
+    0x6E, 0xEC, 0x5D, 0x2D, 0x29, 0x80, 0x6F, 0xAB, 0x93, 0xB8, 0xE6, 0x36, 0xCF, 0xEB, 0x31, 0xAE,
+])
+_FMS_KEY = b"Genuine Adobe Flash Media Server 001" + _TAIL
+_FP_KEY = b"Genuine Adobe Flash Player 001" + _TAIL
+
+
+def _hmac256(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _digest_at(block: bytes, base: int, key: bytes) -> bytes | None:
+    """The digest of an FP9 block at the layout starting at `base` (8 or 772), if it verifies."""
+    pos = sum(block[base : base + 4]) % 728 + base + 4
+    expected = _hmac256(key, block[:pos] + block[pos + 32 :])
+    return expected if block[pos : pos + 32] == expected else None
 
 
 class Client:
     """A minimal scripted RTMP client over a ServerConnection (no sockets)."""
 
-    def __init__(self, complex_digest: bool = False) -> None:
-        self.conn = ServerConnection()
+    def __init__(self, complex_digest: bool = False, **options: Any) -> None:
+        self.conn = ServerConnection(**options)
         self.writer = ChunkWriter()
         self.reader = ChunkReader()
         c0c1 = build_client_c0c1(complex_digest=complex_digest)
@@ -34,7 +60,9 @@ class Client:
         assert self.conn.next_event() is None
         reply = self.conn.data_to_send()
         assert len(reply) == 1 + 2 * HANDSHAKE_SIZE
+        self.c1 = c0c1[1:]
         self.s1 = reply[1 : 1 + HANDSHAKE_SIZE]
+        self.s2 = reply[1 + HANDSHAKE_SIZE :]
         self.conn.receive_data(b"\x00" * HANDSHAKE_SIZE)  # C2 is not checked
         self.events = [self.conn.next_event()]
 
@@ -70,13 +98,20 @@ class Client:
 def test_complex_handshake_answered_with_digests() -> None:
     client = Client(complex_digest=True)
     assert client.events == [HandshakeComplete(True)]
-    assert verify_server_s1(client.s1)
+    # What a verifying client (ffmpeg's RTMP reader) checks: S1 signed with the FMS key...
+    assert client.s1[4] >= 3
+    assert any(_digest_at(client.s1, base, _FMS_KEY[:36]) for base in (8, 772))
+    # ...and S2 signed with a key derived from the full FMS key over C1's digest.
+    c1_digest = _digest_at(client.c1, 8, _FP_KEY[:30])
+    assert c1_digest is not None
+    s2_key = _hmac256(_FMS_KEY, c1_digest)
+    assert client.s2[-32:] == _hmac256(s2_key, client.s2[:-32])
 
 
 def test_simple_handshake() -> None:
     client = Client()
     assert client.events == [HandshakeComplete(False)]
-    assert not verify_server_s1(client.s1)
+    assert client.s1[4:8] == b"\x00\x00\x00\x00"
 
 
 def test_bad_c0_version_is_refused() -> None:
@@ -103,7 +138,7 @@ def test_publish_pauses_until_accepted_then_media_flows() -> None:
     assert codes == ["NetStream.Publish.Start"]
     client.command("FCUnpublish", 5, None, "secret")
     client.command("deleteStream", 6, None, 1)
-    assert client.pump() == [PublishEnded(1, "FCUnpublish")]
+    assert client.pump() == [Unpublished(1, "FCUnpublish")]
 
 
 def test_reject_sends_badname_and_closes() -> None:
@@ -116,6 +151,34 @@ def test_reject_sends_badname_and_closes() -> None:
     assert client.conn.state is State.CLOSING
     with pytest.raises(LocalProtocolError):
         client.conn.accept_publish(request.stream_id)
+
+
+def test_unknown_app_is_rejected_at_connect_and_the_rest_ignored() -> None:
+    client = Client(app_exists=lambda app: app == "live")
+    client.command("connect", 1, {"app": "nope/"})
+    assert client.pump() == [ConnectRejected("nope")]
+    [(_msg, reply)] = client.replies()
+    assert reply[:2] == ["_error", 1]
+    assert reply[3]["code"] == "NetConnection.Connect.Rejected"
+    assert client.conn.state is State.CLOSING
+    # What the peer says on its way out (librtmp: FCUnpublish, deleteStream) is ignored.
+    client.command("FCUnpublish", 2, None, "key")
+    client.command("deleteStream", 3, None, 1.0)
+    assert client.pump() == []
+    assert client.replies() == []
+
+
+def test_a_stream_goes_only_where_the_table_says() -> None:
+    client = Client()
+    request = client.connect_and_publish()
+    client.conn.accept_publish(request.stream_id)
+    with pytest.raises(LocalProtocolError):
+        client.conn.accept_publish(request.stream_id)  # not pending any more
+    client.command("FCUnpublish", 5, None, "secret")
+    assert client.pump() == [Unpublished(request.stream_id, "FCUnpublish")]
+    client.conn.end_publish(request.stream_id, "kicked")  # not publishing: nothing to end
+    client.command("publish", 6, None, "secret", "live", msid=request.stream_id)
+    assert isinstance(client.pump()[-1], PublishRequested)  # unpublished, so publishable
 
 
 def test_media_before_publish_is_dropped() -> None:
