@@ -118,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--ours-cmd", default=None)
     soak.add_argument("--ours-arg", action="append", default=[])
 
+    fuzz = commands.add_parser(
+        "fuzz", help="mutated RTMP sessions and FLV tags into the parsers; only the "
+                     "protocol error allowed",
+        description="Mutates the OBS capture and the benchmark publisher's session (and FLV "
+                    "tag bodies) and feeds them to rtmp.connection.ServerConnection, rtmp.flv "
+                    "and mediaserver.publisher.Publisher. Any exception other than the "
+                    "protocol error is a finding: saved under --out, exit status 1.")
+    fuzz.add_argument("--inputs", type=int, default=10_000)
+    fuzz.add_argument("--seed", type=int, default=1)
+    fuzz.add_argument("--out", type=Path, default=RESULTS_DIR / "fuzz-findings",
+                      help="where findings are saved")
+    fuzz.add_argument("--replay", type=Path, default=None, help="run one saved finding again")
+    fuzz.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    fuzz.add_argument("--clip", type=Path, default=None)
+
     report = commands.add_parser("report", help="rewrite the .md and .png of JSON results")
     report.add_argument("json", type=Path, nargs="+", help="results/<scenario>-<time>.json")
 
@@ -177,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_loop(pipeline_command(args))
     if args.command == "soak":
         return _run_loop(soak(args))
+    if args.command == "fuzz":
+        return fuzz_command(args)
     if not procstats.pin(0, args.load_cpu):
         progress(f"CPU {args.load_cpu} not available: load generator not pinned")
     if args.command == "smoke":
@@ -282,6 +299,23 @@ async def soak(args: argparse.Namespace) -> int:
     print("\n".join(soak_mod.summary_lines(result)))
     print(f"\nresults: {md}")
     return 1 if result.errors_total else 0
+
+
+def fuzz_command(args: argparse.Namespace) -> int:
+    from . import fuzz, fuzzseeds
+
+    if args.replay is not None:
+        print(fuzz.replay(args.replay))
+        return 0
+    _path, clip = _load_clip(args, smoke=True)
+    sessions = [fuzzseeds.obs_seed(), asyncio.run(fuzzseeds.record_publisher(clip))]
+    tags = fuzzseeds.flv_seed_tags(clip, args.cache)
+    progress(f"fuzz: {args.inputs} inputs, seed {args.seed}; sessions "
+             + ", ".join(f"{s.name} ({len(s.messages)} messages)" for s in sessions)
+             + f"; {len(tags)} FLV tags")
+    stats = fuzz.fuzz(args.inputs, args.seed, sessions, tags, args.out, progress)
+    print("\n".join(fuzz.summary(stats)))
+    return 1 if stats.findings else 0
 
 
 async def smoke(args: argparse.Namespace) -> int:

@@ -132,3 +132,16 @@ def test_soak_fails_when_the_load_sees_errors(clip_path: Path, tmp_path: Path) -
     done, result = _soak(clip_path, tmp_path, "--ours-arg=--max-connections=1")
     assert done.returncode == 1
     assert result["errors"]["publish_failed"] > 0 and result["errors_total"] > 0
+
+
+def test_fuzz_command_seeds_from_capture_publisher_and_hevc(clip_path: Path,
+                                                            tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "fuzz", "--inputs", "500", "--seed", "5",
+         "--clip", str(clip_path), "--cache", str(clip_path.parent), "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "sessions obs29" in done.stderr and "benchmark-publisher" in done.stderr
+    assert "500 inputs" in done.stdout and "inputs/s" in done.stdout
+    assert "findings: 0" in done.stdout
