@@ -292,6 +292,10 @@ def _publisher() -> Publisher:
     return Publisher("fuzz", "127.0.0.1:1", lambda _item: None, lambda _pub, _reason: None)
 
 
+# How far into a session an input got, shallowest first.
+_STAGES = ["bytes", "connect", "publish", "media"]
+
+
 def run_rtmp(pieces: list[bytes], rng: random.Random) -> str:
     """Feed a session; returns the deepest stage reached. Raises only on a finding."""
     conn = ServerConnection()
@@ -323,8 +327,6 @@ def run_rtmp(pieces: list[bytes], rng: random.Random) -> str:
         return "protocol_error:" + stage
     return stage
 
-
-_STAGES = ["bytes", "connect", "publish", "media"]
 
 
 def _allowed(call: Callable[[], Any], allowed: type[BaseException]) -> Any:
