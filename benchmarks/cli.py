@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pipeline, procstats
+from . import soak as soak_mod
 from .case import Case, CaseResult, Settings
 from .chunked import ChunkedClip
 from .clip import BENCH_CLIP, DEFAULT_CACHE, SMOKE_CLIP, ensure_clip
@@ -86,6 +87,52 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     pipeline.add_argument("--clip", type=Path, default=None)
 
+    soak = commands.add_parser(
+        "soak", help="minutes to hours of churning publishers and viewers; RSS, CPU, fds, errors",
+        description="P publishers that stop and publish again every --churn seconds (so "
+                    "channels end and start) and V player-like viewers on our server; "
+                    "samples its RSS, CPU, open fds, live streams and the errors seen every "
+                    "--sample seconds, fits the RSS slope over the steady state, writes "
+                    "results/soak-<time>.json and .md. Exit status 1 on any error.")
+    soak.add_argument("--minutes", type=float, default=10.0)
+    soak.add_argument("--seconds", type=float, default=None, help="instead of --minutes")
+    soak.add_argument("--publishers", type=int, default=4)
+    soak.add_argument("--viewers", type=int, default=20)
+    soak.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
+    soak.add_argument("--churn", type=float, default=60.0,
+                      help="seconds a publish lasts before its publisher stops and comes back")
+    soak.add_argument("--warmup", type=float, default=None,
+                      help="seconds before the steady state (default: a quarter of the run, "
+                           "at most 120)")
+    soak.add_argument("--grace", type=float, default=soak_mod.DEFAULT_GRACE,
+                      help="the server's --grace-period")
+    soak.add_argument("--segment-duration", type=float, default=2.0)
+    soak.add_argument("--tick", type=float, default=DEFAULT_TICK)
+    soak.add_argument("--seed", type=int, default=1)
+    soak.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    soak.add_argument("--clip", type=Path, default=None,
+                      help="an FLV file to replay (default: the small smoke clip)")
+    soak.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    soak.add_argument("--server-cpu", type=int, default=None,
+                      help="pin the server to this CPU (default: not pinned)")
+    soak.add_argument("--ours-cmd", default=None)
+    soak.add_argument("--ours-arg", action="append", default=[])
+
+    fuzz = commands.add_parser(
+        "fuzz", help="mutated RTMP sessions and FLV tags into the parsers; only the "
+                     "protocol error allowed",
+        description="Mutates the OBS capture and the benchmark publisher's session (and FLV "
+                    "tag bodies) and feeds them to rtmp.connection.ServerConnection, rtmp.flv "
+                    "and mediaserver.publisher.Publisher. Any exception other than the "
+                    "protocol error is a finding: saved under --out, exit status 1.")
+    fuzz.add_argument("--inputs", type=int, default=10_000)
+    fuzz.add_argument("--seed", type=int, default=1)
+    fuzz.add_argument("--out", type=Path, default=RESULTS_DIR / "fuzz-findings",
+                      help="where findings are saved")
+    fuzz.add_argument("--replay", type=Path, default=None, help="run one saved finding again")
+    fuzz.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    fuzz.add_argument("--clip", type=Path, default=None)
+
     report = commands.add_parser("report", help="rewrite the .md and .png of JSON results")
     report.add_argument("json", type=Path, nargs="+", help="results/<scenario>-<time>.json")
 
@@ -143,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "pipeline":
         return _run_loop(pipeline_command(args))
+    if args.command == "soak":
+        return _run_loop(soak(args))
+    if args.command == "fuzz":
+        return fuzz_command(args)
     if not procstats.pin(0, args.load_cpu):
         progress(f"CPU {args.load_cpu} not available: load generator not pinned")
     if args.command == "smoke":
@@ -224,6 +275,47 @@ async def pipeline_command(args: argparse.Namespace) -> int:
           f"(~{1000 / result.median:.0f} streams per core without the kernel and the loop); "
           f"{result.segments_per_stream:.0f} segments per stream per pass")
     return 0 if result.segments_per_stream > 0 else 1
+
+
+async def soak(args: argparse.Namespace) -> int:
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    warmup = args.warmup if args.warmup is not None else min(120.0, seconds / 4)
+    settings = soak_mod.SoakSettings(
+        seconds=seconds, publishers=args.publishers, viewers=args.viewers,
+        sample_every=args.sample, churn=args.churn, warmup=warmup,
+        segment_target=args.segment_duration, grace=args.grace, tick=args.tick, seed=args.seed)
+    _path, clip = _load_clip(args, smoke=True)
+    server = soak_mod.make_server(args.server_cpu, args.ours_arg,
+                                  shlex.split(args.ours_cmd) if args.ours_cmd else None,
+                                  settings)
+    try:
+        result = await soak_mod.run_soak(clip, settings, server, progress,
+                                         lambda line: print(line, flush=True))
+    except (ServerError, OSError, TimeoutError) as exc:
+        progress(f"soak failed: {exc}\n{server.log_tail()}")
+        return 1
+    md = soak_mod.write_results(args.out, result, machine_info())
+    print()
+    print("\n".join(soak_mod.summary_lines(result)))
+    print(f"\nresults: {md}")
+    return 1 if result.errors_total else 0
+
+
+def fuzz_command(args: argparse.Namespace) -> int:
+    from . import fuzz, fuzzseeds
+
+    if args.replay is not None:
+        print(fuzz.replay(args.replay))
+        return 0
+    _path, clip = _load_clip(args, smoke=True)
+    sessions = [fuzzseeds.obs_seed(), asyncio.run(fuzzseeds.record_publisher(clip))]
+    tags = fuzzseeds.flv_seed_tags(clip, args.cache)
+    progress(f"fuzz: {args.inputs} inputs, seed {args.seed}; sessions "
+             + ", ".join(f"{s.name} ({len(s.messages)} messages)" for s in sessions)
+             + f"; {len(tags)} FLV tags")
+    stats = fuzz.fuzz(args.inputs, args.seed, sessions, tags, args.out, progress)
+    print("\n".join(fuzz.summary(stats)))
+    return 1 if stats.findings else 0
 
 
 async def smoke(args: argparse.Namespace) -> int:

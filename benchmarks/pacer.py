@@ -114,6 +114,11 @@ class Pacer:
     def add(self, feed: Feed) -> None:
         self.feeds.append(feed)
 
+    def remove(self, feed: Feed) -> None:
+        """Forget a feed whose publisher left (a soak churns through thousands)."""
+        with contextlib.suppress(ValueError):
+            self.feeds.remove(feed)
+
     def start(self, deadline: float) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(deadline))
 

@@ -72,6 +72,11 @@ def memory(pid: int) -> Memory:
     return Memory(values["VmRSS"], values["VmHWM"])
 
 
+def open_fds(pid: int) -> int:
+    """File descriptors pid holds open now (sockets included)."""
+    return sum(1 for _ in (PROC / str(pid) / "fd").iterdir())
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all CPUs spent not idle since boot (every process, kernel work included)."""
     fields = (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]

@@ -181,6 +181,15 @@ class RtmpPublisher:
             if not future.done():
                 future.set_exception(exc)
 
+    async def unpublish(self) -> None:
+        """Stop as OBS's "Stop Streaming" does (FCUnpublish, deleteStream), then close."""
+        if self._writer is not None and not self._writer.is_closing():
+            self._command(6, "FCUnpublish", None, self.stream_name)
+            self._command(7, "deleteStream", None, float(self.stream_id))
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.drain()
+        await self.close()
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

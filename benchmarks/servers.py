@@ -152,6 +152,14 @@ class _SubprocessServer:
             self._tmp.cleanup()
         return code
 
+    def log_text(self) -> str:
+        """The whole server log so far (empty once stopped: the temp dir is gone)."""
+        if self._process is None:
+            return ""
+        with contextlib.suppress(OSError):
+            return self._process.log_path.read_text(errors="replace")
+        return ""
+
     def log_tail(self) -> str:
         if self._process is None or not self._process.workdir.exists():
             return self.final_log

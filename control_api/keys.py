@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from typing import TypeGuard
 
-CHANNEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_CHANNEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+from hls.names import CHANNEL_NAME, MAX_CHANNEL_NAME_LENGTH
+
+# The rule itself is hls.names.CHANNEL_NAME (the HLS routes check names too); this is it
+# anchored, as OpenAPI's `pattern` wants.
+CHANNEL_NAME_PATTERN = f"^{CHANNEL_NAME.pattern}$"
 
 # 24 random bytes = 192 bits, comfortably above the 128-bit floor the spec asks for,
 # and 32 URL-safe characters: short enough to paste into OBS without wrapping.
@@ -31,7 +33,7 @@ class InvalidChannelName(ValueError):
 
 def is_valid_channel_name(name: object) -> TypeGuard[str]:
     """True when `name` is a string that could name a channel."""
-    return isinstance(name, str) and _CHANNEL_NAME_RE.fullmatch(name) is not None
+    return isinstance(name, str) and CHANNEL_NAME.fullmatch(name) is not None
 
 
 def validate_channel_name(name: object) -> None:
@@ -42,8 +44,9 @@ def validate_channel_name(name: object) -> None:
         return
     if not name:
         raise InvalidChannelName("channel name must not be empty")
-    if len(name) > 64:
-        raise InvalidChannelName("channel name must be at most 64 characters")
+    if len(name) > MAX_CHANNEL_NAME_LENGTH:
+        raise InvalidChannelName(
+            f"channel name must be at most {MAX_CHANNEL_NAME_LENGTH} characters")
     raise InvalidChannelName(
         "channel name must be lowercase letters, digits, '_' or '-', "
         "starting with a letter or digit"

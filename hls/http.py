@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .names import CHANNEL_NAME
 from .segmenter import Segmenter
 
 log = logging.getLogger("hls.http")
 
-CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SEGMENT_STEM = re.compile(r"[A-Za-z0-9_-]{1,128}")
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hls.aac import AacConfigError, parse_audio_specific_config
 from hls.media import MediaPacket, TrackConfig
 from rtmp.flv import (
     AudioPacketType,
     FlvError,
     VideoPacketType,
-    parse_audio_specific_config,
     parse_audio_tag,
     parse_avc_config,
     parse_hevc_config,
@@ -219,7 +219,7 @@ class Publisher:
     def _set_audio_config(self, extradata: bytes) -> None:
         try:
             config = parse_audio_specific_config(extradata)
-        except FlvError as exc:
+        except AacConfigError as exc:
             self._bad_tag("AAC sequence header", exc, len(extradata))
             return
         track = TrackConfig("audio", "aac", extradata, sample_rate=config.sample_rate,

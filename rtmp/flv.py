@@ -5,8 +5,10 @@ flag followed by a FourCC, veovera E-RTMP v1/v2) are both understood. The tag pa
 run for every media message, so they read a few header bytes with ``struct`` and hand
 the payload back as a ``memoryview`` slice of the body, never a copy.
 
-The codec configuration parsers (avcC, hvcC, AudioSpecificConfig) run once per
-sequence header; they copy parameter sets out and decode picture size from the SPS.
+The codec configuration parsers (avcC, hvcC) run once per sequence header; they
+copy parameter sets out and decode picture size from the SPS. An AAC sequence
+header is only handed over (``AudioTag.data``): ``hls.aac`` is the one reader of
+AudioSpecificConfig, for the stream report and the segmenter alike.
 Everything here raises :class:`FlvError` on malformed input and nothing else.
 """
 
@@ -20,7 +22,6 @@ from typing import Final
 
 __all__ = [
     "SOUND_RATES",
-    "AacConfig",
     "AudioPacketType",
     "AudioTag",
     "AvcConfig",
@@ -29,7 +30,6 @@ __all__ = [
     "VideoPacketType",
     "VideoTag",
     "iter_nal_units",
-    "parse_audio_specific_config",
     "parse_audio_tag",
     "parse_avc_config",
     "parse_hevc_config",
@@ -111,15 +111,6 @@ class HevcConfig:
     pps: tuple[bytes, ...]
     width: int  # 0 when the record carries no base-layer SPS
     height: int
-
-
-@dataclass(frozen=True, slots=True)
-class AacConfig:
-    """The fields of an AudioSpecificConfig a stream report and a muxer need."""
-
-    object_type: int  # 2 = AAC-LC, 5 = HE-AAC (SBR), 29 = HE-AACv2 (PS), ...
-    sample_rate: int  # output rate: with explicit SBR signalling, the extension rate
-    channels: int  # 0 when the channel layout is in a program config element
 
 
 # Legacy AudioTagHeader SoundRate values, in Hz (5.5 kHz is really 5512.5).
@@ -415,7 +406,7 @@ def _iter_nal_units(view: memoryview, length_size: int) -> Iterator[memoryview]:
 
 
 class _BitReader:
-    """MSB-first bit reader over a small RBSP, for SPS and AudioSpecificConfig fields."""
+    """MSB-first bit reader over a small RBSP, for SPS fields."""
 
     __slots__ = ("_bits", "_pos", "_value")
 
@@ -669,68 +660,3 @@ def _hevc_picture_size(sps: bytes) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise FlvError(f"HEVC SPS describes a {width}x{height} picture")
     return width, height
-
-
-# --------------------------------------------------------------------------- AAC
-
-_AAC_RATES: Final = (
-    96000,
-    88200,
-    64000,
-    48000,
-    44100,
-    32000,
-    24000,
-    22050,
-    16000,
-    12000,
-    11025,
-    8000,
-    7350,
-)
-# channelConfiguration -> channel count (ISO/IEC 14496-3 1.6.3.5; 0 = in the PCE).
-_AAC_CHANNELS: Final = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 13: 24, 14: 8}
-_AOT_ESCAPE: Final = 31
-_AOT_SBR: Final = 5
-_AOT_PS: Final = 29
-# Longest AudioSpecificConfig prefix we read: two escaped object types and two
-# explicit 24-bit frequencies fit in well under this.
-_ASC_PREFIX: Final = 16
-
-
-def parse_audio_specific_config(asc: bytes | memoryview) -> AacConfig:
-    """Parse the head of an MPEG-4 AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1)."""
-    reader = _BitReader(bytes(_view(asc)[:_ASC_PREFIX]))
-    object_type = _audio_object_type(reader)
-    if object_type == 0:
-        raise FlvError("AudioSpecificConfig has the null audio object type")
-    sample_rate = _sampling_frequency(reader)
-    channel_config = reader.u(4)
-    if object_type in (_AOT_SBR, _AOT_PS):
-        # Explicit SBR signalling: what follows is the output rate, then the core type.
-        sample_rate = _sampling_frequency(reader)
-    channels = _AAC_CHANNELS.get(channel_config)
-    if channels is None:
-        raise FlvError(f"AudioSpecificConfig channel configuration {channel_config} is reserved")
-    if object_type == _AOT_PS and channels == 1:
-        channels = 2  # parametric stereo decodes a mono core to stereo
-    return AacConfig(object_type=object_type, sample_rate=sample_rate, channels=channels)
-
-
-def _audio_object_type(reader: _BitReader) -> int:
-    object_type = reader.u(5)
-    if object_type == _AOT_ESCAPE:
-        object_type = 32 + reader.u(6)
-    return object_type
-
-
-def _sampling_frequency(reader: _BitReader) -> int:
-    index = reader.u(4)
-    if index == 15:
-        rate = reader.u(24)
-        if not rate:
-            raise FlvError("AudioSpecificConfig has an explicit sampling frequency of 0")
-        return rate
-    if index >= len(_AAC_RATES):
-        raise FlvError(f"AudioSpecificConfig sampling frequency index {index} is reserved")
-    return _AAC_RATES[index]

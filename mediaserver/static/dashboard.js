@@ -8,6 +8,18 @@
   const RETRY_MS = 5000;
   const THUMB_MS = 5000;
   const TOKEN_KEY = "mediaserver.apiToken";
+  // The least a browser must decode to play a codec at all (Baseline H.264, Main HEVC,
+  // AAC-LC): if it refuses these it refuses every stream of that codec.
+  const PROBE_TYPES = {
+    h264: ['video/mp4; codecs="avc1.42E01E"'],
+    hevc: ['video/mp4; codecs="hvc1.1.6.L93.B0"', 'video/mp4; codecs="hev1.1.6.L93.B0"'],
+    aac: ['audio/mp4; codecs="mp4a.40.2"'],
+  };
+  // hls.js errors that no retry can mend: the browser has no decoder for the stream.
+  const CODEC_ERRORS = new Set(["manifestIncompatibleCodecsError",
+    "bufferIncompatibleCodecsError", "bufferAddCodecError"]);
+  // Fatal media errors hls.js may try to recover from before the player gives up.
+  const MAX_MEDIA_RECOVERIES = 2;
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -17,6 +29,7 @@
     playing: null,
     waiting: false, // selected, but its playlist has no segment yet
     hls: null,
+    stopped: null, // why playback was given up (shown once), or null
     // Read by the browser tests: every hls.js error event, fatal or not.
     hlsErrors: [],
   };
@@ -64,6 +77,21 @@
     return `${size} ${stream.video_codec}`;
   }
 
+  // Whether this browser can decode the stream's codecs, as far as MediaSource says:
+  // null if it can (or cannot tell), else a sentence saying what it cannot play.
+  function unplayable(stream) {
+    const MS = window.ManagedMediaSource || window.MediaSource;
+    if (!MS || !MS.isTypeSupported) return null;
+    const missing = [];
+    for (const [kind, codec] of [["video", stream.video_codec], ["audio", stream.audio_codec]]) {
+      const types = codec && PROBE_TYPES[codec];
+      if (types && !types.some((t) => MS.isTypeSupported(t))) {
+        missing.push(`${codec.toUpperCase()} ${kind}`);
+      }
+    }
+    return missing.length ? `This browser cannot play ${missing.join(" or ")}.` : null;
+  }
+
   function notice(text) {
     const node = $("notice");
     node.textContent = text || "";
@@ -76,12 +104,14 @@
     const refs = {
       badge: el("span", { class: "badge" }),
       img: el("img", { alt: `latest picture of ${name}`, hidden: "" }),
-      placeholder: el("span", { text: "no picture yet" }),
+      placeholder: el("span", { class: "placeholder", text: "no picture yet" }),
+      playable: el("p", { class: "unplayable", hidden: "" }),
       viewers: el("span", { class: "muted" }),
       facts: el("dl", { class: "facts" }),
       health: el("div"),
       actions: el("div", { class: "actions", hidden: "" }),
     };
+    refs.thumb = el("div", { class: "thumb" }, refs.img, refs.placeholder, refs.badge);
     refs.img.addEventListener("load", () => {
       refs.img.hidden = false;
       refs.placeholder.hidden = true;
@@ -98,10 +128,10 @@
     );
     const root = el("article", { class: "card", tabindex: "0", "data-channel": name,
       role: "button", "aria-label": `play ${name}` },
-      el("div", { class: "thumb" }, refs.img, refs.placeholder, refs.badge),
+      refs.thumb,
       el("div", { class: "card-body" },
         el("div", { class: "card-title" }, el("h3", { text: name }), refs.viewers),
-        refs.facts, refs.health, refs.actions));
+        refs.facts, refs.playable, refs.health, refs.actions));
     root.addEventListener("click", () => play(name));
     root.addEventListener("keydown", (e) => {
       if (e.key === "Enter" || e.key === " ") {
@@ -109,7 +139,7 @@
         play(name);
       }
     });
-    return { root, refs, thumbAt: 0 };
+    return { root, refs, thumbAt: 0, audioOnly: false };
   }
 
   function fillCard(card, stream, skew) {
@@ -138,6 +168,21 @@
       : el("p", { class: "healthy", text: "healthy" }));
     refs.actions.hidden = !token();
     card.root.classList.toggle("selected", state.playing === stream.name);
+    const cannot = live ? unplayable(stream) : null;
+    refs.playable.textContent = cannot || "";
+    refs.playable.hidden = !cannot;
+    // An audio-only channel has no picture: the thumbnail would only ever be a 404. A
+    // reconnecting card carries no codecs, so it keeps what the live one said.
+    if (live) card.audioOnly = !stream.video_codec;
+    refs.thumb.classList.toggle("audio-only", card.audioOnly);
+    if (card.audioOnly) {
+      refs.img.hidden = true;
+      refs.img.removeAttribute("src");
+      refs.placeholder.hidden = false;
+      refs.placeholder.textContent = "audio only";
+      return;
+    }
+    if (refs.img.hidden) refs.placeholder.textContent = "no picture yet";
     const now = Date.now();
     if (now - card.thumbAt >= THUMB_MS) {
       card.thumbAt = now;
@@ -210,6 +255,18 @@
     videoEl.load();
     state.playing = null;
     state.waiting = false;
+    state.stopped = null;
+  }
+
+  // Playback cannot work in this browser: say why once and stop asking the server.
+  function giveUp(text) {
+    if (state.hls) {
+      state.hls.destroy();
+      state.hls = null;
+    }
+    state.stopped = text;
+    playerError(text);
+    updatePlayerState();
   }
 
   function playerError(text) {
@@ -225,7 +282,8 @@
       return;
     }
     $("player-state").textContent = !stream ? "stream ended"
-      : state.waiting ? "waiting for the first segment…"
+      : state.stopped ? "not playable here"
+        : state.waiting ? "waiting for the first segment…"
         : stream.state === "live" ? "live" : "publisher reconnecting";
   }
 
@@ -250,6 +308,13 @@
 
   function startPlayback(stream) {
     state.waiting = false;
+    const cannot = unplayable(stream);
+    if (cannot) {
+      const address = new URL(stream.playback_url, window.location.href).href;
+      giveUp(`${cannot} The stream itself is fine: open ${address} in a player that can ` +
+        "(Safari, VLC, mpv).");
+      return;
+    }
     updatePlayerState();
     const videoEl = $("player");
     videoEl.muted = true; // autoplay without a gesture needs a muted video
@@ -258,14 +323,28 @@
     if (window.Hls && window.Hls.isSupported()) {
       const hls = new window.Hls({ liveDurationInfinity: true });
       state.hls = hls;
+      let mediaRecoveries = 0;
       hls.on(window.Hls.Events.ERROR, (_event, data) => {
         state.hlsErrors.push({ type: data.type, details: data.details, fatal: data.fatal,
           reason: data.reason || (data.error && data.error.message) || "" });
-        if (!data.fatal) return;
-        playerError(`playback error: ${data.details} (retrying)`);
+        if (!data.fatal || state.hls !== hls) return;
+        if (CODEC_ERRORS.has(data.details)) {
+          giveUp(`This browser cannot decode this stream (${data.details}: ` +
+            `${data.reason || "unsupported codec"}). Open ${url} in another player.`);
+          return;
+        }
         if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
+          mediaRecoveries += 1;
+          if (mediaRecoveries > MAX_MEDIA_RECOVERIES) {
+            giveUp(`Playback failed: ${data.details}. Click the channel to try again.`);
+            return;
+          }
+          playerError(`playback error: ${data.details} (recovering)`);
           hls.recoverMediaError();
-        } else if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
+        } else {
+          playerError(`playback error: ${data.details} (retrying)`);
+        }
+        if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
           // A playlist that failed to load is loaded again; lost segments resume loading.
           setTimeout(() => {
             if (state.hls !== hls) return;
@@ -287,7 +366,10 @@
         }
       });
       hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
-        videoEl.play().catch((err) => playerError(`autoplay refused: ${err.message}`));
+        videoEl.play().catch((err) => {
+          // Giving up unloads the video, which rejects play(): that is not the news.
+          if (state.hls === hls) playerError(`autoplay refused: ${err.message}`);
+        });
       });
       hls.loadSource(url);
       hls.attachMedia(videoEl);

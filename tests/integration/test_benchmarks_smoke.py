@@ -93,3 +93,55 @@ async def test_in_process_pipeline_cuts_segments_and_measures_cpu(clip_path: Pat
     assert 4 <= result.segments_per_stream <= 7
     assert len(result.ms_per_stream_second) == 2
     assert all(value > 0 for value in result.ms_per_stream_second)
+
+
+def _soak(clip_path: Path, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str],
+                                                              dict]:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "soak", "--seconds", "16", "--churn", "7",
+         "--sample", "2", "--publishers", "2", "--viewers", "3", "--grace", "2",
+         "--segment-duration", "1",
+         "--clip", str(clip_path), "--out", str(out), *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    reports = sorted(out.glob("soak-*.json"))
+    assert len(reports) == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    assert reports[0].with_suffix(".md").exists()
+    return done, json.loads(reports[0].read_text())
+
+
+def test_soak_churns_samples_the_server_and_drains(clip_path: Path, tmp_path: Path) -> None:
+    done, result = _soak(clip_path, tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert result["errors_total"] == 0 and result["server_log_errors"] == []
+    samples = result["samples"]
+    assert len(samples) >= 6  # one every 2 s over 16 s
+    assert all(s["rss_mb"] > 0 and s["fds"] > 0 for s in samples)
+    # Live now, plus channels in their grace period after a dropped publisher.
+    assert 2 <= max(s["live_streams"] for s in samples) <= 4
+    # Churn: each publisher stopped and published again, on more than one channel.
+    assert result["publishes"] >= 4 and result["channels_used"] == 4
+    assert result["segments_fetched"] > 0 and max(s["watching"] for s in samples) > 0
+    drained = result["drained"]
+    assert drained["live_streams"] == 0 and drained["rtmp_connections"] == 0
+    assert "RSS slope over the steady state" in done.stdout
+
+
+def test_soak_fails_when_the_load_sees_errors(clip_path: Path, tmp_path: Path) -> None:
+    # One RTMP connection allowed: the second publisher is refused, again and again.
+    done, result = _soak(clip_path, tmp_path, "--ours-arg=--max-connections=1")
+    assert done.returncode == 1
+    assert result["errors"]["publish_failed"] > 0 and result["errors_total"] > 0
+
+
+def test_fuzz_command_seeds_from_capture_publisher_and_hevc(clip_path: Path,
+                                                            tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "fuzz", "--inputs", "500", "--seed", "5",
+         "--clip", str(clip_path), "--cache", str(clip_path.parent), "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "sessions obs29" in done.stderr and "benchmark-publisher" in done.stderr
+    assert "500 inputs" in done.stdout and "inputs/s" in done.stdout
+    assert "findings: 0" in done.stdout
