@@ -8,6 +8,10 @@ only then hands the transport to aiohttp's own handler, forwarding every
 callback unchanged. `GuardedSockSite` is aiohttp's SockSite with that guard in
 front of the runner's protocol factory.
 
+The header timer runs from accept to the end of the first request's headers.
+After a response aiohttp's keep-alive timer (`--http-keepalive-timeout`) takes
+over: it closes a connection whose next request has not fully arrived in time.
+
 Past the cap a few connections are still let in, but only for `/healthz` and
 `/readyz`: an orchestrator must not restart a node because viewers filled it.
 """

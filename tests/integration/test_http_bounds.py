@@ -205,3 +205,19 @@ async def test_online_refresh_holds_no_publisher_after_its_channel_ended(
             gc.collect()
             return gone() is None
         await wait_for(collected, timeout=2, what="the publisher to be freed")
+
+
+async def test_keep_alive_connections_idle_or_half_sent_are_closed(tmp_path: Path) -> None:
+    async with running_server(tmp_path, http_keepalive_timeout=1.0,
+                              http_header_timeout=30.0) as server:
+        port = server.http_address[1]
+        peers = []
+        for second_request in (b"", HALF_SENT):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + second_request)
+            peers.append((reader, writer))
+        async with asyncio.timeout(5.0):  # the keep-alive timeout, not the header timeout
+            for reader, writer in peers:
+                assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+                await closed(reader)
+                writer.close()
