@@ -154,6 +154,11 @@ class MediaServer:
             await self._webhooks.start()
             stack.push_async_callback(self._webhooks.close)
         caps = plan_caps(raise_fd_limit(), config.max_connections, config.max_http_connections)
+        if (caps.rtmp, caps.http) != (config.max_connections, config.max_http_connections):
+            log.warning("connection caps lowered to fit the open-file limit %d: "
+                        "--max-connections %d -> %d, --max-http-connections %d -> %d",
+                        caps.fd_limit, config.max_connections, caps.rtmp,
+                        config.max_http_connections, caps.http)
         log.info("open-file limit %d: rtmp cap %d, http cap %d (+%d probe reserve), "
                  "%d kept in reserve", caps.fd_limit, caps.rtmp, caps.http,
                  PROBE_RESERVE_CONNECTIONS, caps.reserve)

@@ -70,6 +70,9 @@ class HttpGate:
         self.stats = HttpStats()
         self._admitted = 0
         self._probes = 0
+        # Probe-reserve connections whose headers are not complete, oldest first. A real
+        # probe sends its request at once; a flood aimed at the reserve is what lingers.
+        self._probing: dict[_Guard, None] = {}
 
     @property
     def open_connections(self) -> int:
@@ -87,7 +90,21 @@ class HttpGate:
         if self._probes < PROBE_RESERVE_CONNECTIONS:
             self._probes += 1
             return "probe"
+        if self._probing:
+            # The reserve is full of connections that have not finished their headers:
+            # the oldest makes way, so a flood cannot keep real probes out.
+            oldest = next(iter(self._probing))
+            del self._probing[oldest]
+            self.stats.refused += 1
+            oldest.abort()
+            self._probes += 1  # the aborted one gives its slot back on connection_lost
+            return "probe"
         return None
+
+    def abort_probing(self) -> None:
+        """Close reserve connections still sending headers (aiohttp may not know them)."""
+        for guard in list(self._probing):
+            guard.abort()
 
     def _release(self, mode: str) -> None:
         if mode == "full":
@@ -126,6 +143,12 @@ class _Guard(asyncio.Protocol):
             gate.limits.header_timeout, self._header_timeout)
         if self._mode == "full":
             self._attach()
+        else:
+            gate._probing[self] = None
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     def _attach(self) -> None:
         self._handler = self._handler_factory()
@@ -140,9 +163,8 @@ class _Guard(asyncio.Protocol):
     def _header_timeout(self) -> None:
         self._timer = None
         self._gate.stats.header_timeouts += 1
-        if self._transport is not None:
-            # Abort, not close: a peer that sends nothing will not read a goodbye either.
-            self._transport.abort()
+        # Abort, not close: a peer that sends nothing will not read a goodbye either.
+        self.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._handler is None:
@@ -166,6 +188,7 @@ class _Guard(asyncio.Protocol):
             if _HEADERS_END in seen:
                 self._headers_done = True
                 self._cancel_timer()
+                self._gate._probing.pop(self, None)
             self._held = seen[-3:]
         assert self._handler is not None
         self._handler.data_received(data)
@@ -183,6 +206,7 @@ class _Guard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._gate._probing.pop(self, None)
         if self._mode is not None:
             self._gate._release(self._mode)
             self._mode = None
@@ -213,3 +237,7 @@ class GuardedSockSite(web.SockSite):
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
             self._gate.protocol_factory(server), sock=self._sock, backlog=self._backlog)
+
+    async def stop(self) -> None:
+        await super().stop()
+        self._gate.abort_probing()
