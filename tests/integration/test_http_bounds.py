@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import re
+import resource
 import socket
+import sys
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -224,3 +228,51 @@ async def test_keep_alive_connections_idle_or_half_sent_are_closed(tmp_path: Pat
                 assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
                 await closed(reader)
                 writer.close()
+
+
+async def test_under_a_low_fd_limit_caps_fit_and_health_and_rtmp_still_answer(
+        tmp_path: Path) -> None:
+    """The real command with RLIMIT_NOFILE 256: flooding HTTP never exhausts descriptors."""
+    limit = 256
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    log_path = tmp_path / "server.log"
+    env = {**os.environ, "MEDIASERVER_RTMP": "127.0.0.1:0", "MEDIASERVER_HTTP": "127.0.0.1:0",
+           "MEDIASERVER_HTTP_HEADER_TIMEOUT": "30"}
+    with log_path.open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mediaserver", "serve", "--data-dir", str(tmp_path / "data"),
+            stdout=asyncio.subprocess.PIPE, stderr=log, env=env, preexec_fn=low_fd_limit)
+    peers: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        assert proc.stdout is not None
+        banner = ""
+        async with asyncio.timeout(20):
+            while "Control API" not in banner:
+                line = await proc.stdout.readline()
+                assert line, log_path.read_text()
+                banner += line.decode()
+        http_port = int(re.findall(r"http://[^:]+:(\d+)/", banner)[0])
+        rtmp_port = int(re.findall(r"rtmp://[^:]+:(\d+)/", banner)[0])
+        chosen = re.search(r"rtmp cap (\d+), http cap (\d+)", log_path.read_text())
+        assert chosen, log_path.read_text()
+        rtmp_cap, http_cap = int(chosen.group(1)), int(chosen.group(2))
+        assert rtmp_cap + http_cap + PROBE_RESERVE_CONNECTIONS < limit
+        for _ in range(limit + 50):  # more than the process could hold
+            peers.append(await half_sent(http_port))
+        assert (await raw_get(http_port, "/live/demo/index.m3u8")).startswith(b"HTTP/1.1 503")
+        assert (await raw_get(http_port, "/healthz")).startswith(b"HTTP/1.1 200 ")
+        reader, writer = await asyncio.open_connection("127.0.0.1", rtmp_port)
+        writer.write(build_client_c0c1())
+        async with asyncio.timeout(5):
+            await reader.readexactly(1 + 2 * HANDSHAKE_SIZE)
+        writer.close()
+        assert "Too many open files" not in log_path.read_text()
+    finally:
+        for _, writer in peers:
+            writer.close()
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
