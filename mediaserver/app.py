@@ -1,8 +1,10 @@
 """The composition root: store, hub, RTMP listener and HTTP app on one event loop.
 
-Start-up order is store -> hub -> HTTP -> RTMP (publishers are let in last,
-once everything they feed exists); shutdown runs the other way round and ends
-every playlist with ENDLIST.
+Start-up order is store -> sockets and HTTP app -> hub -> HTTP serving -> RTMP
+(publishers are let in last, once everything they feed exists). Every part is
+pushed onto one exit stack as it starts, so shutdown and a failed start both run
+the other way round; the hub ends every playlist with ENDLIST while HTTP still
+serves it.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ class MediaServer:
         self.hub.start()
         stack.push_async_callback(self._shutdown_hub)
         refresher = asyncio.get_running_loop().create_task(self._refresh_online())
-        stack.callback(refresher.cancel)
+        stack.push_async_callback(_cancel, refresher)
 
         self.http_gate = HttpGate(HttpLimits(caps.http, config.http_header_timeout))
         await GuardedSockSite(self._runner, http_sock, self.http_gate).start()
@@ -301,6 +303,12 @@ class MediaServer:
     async def _close_store(store: ChannelStore) -> None:
         with contextlib.suppress(Exception):
             await store.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ Past the cap a few connections are still let in, but only for `/healthz` and
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import socket
 from collections.abc import Callable
@@ -45,6 +46,11 @@ _REFUSAL = (
     b"Content-Length: 33\r\n\r\n"
     b"too many open connections; retry\n"
 )
+
+
+class Admission(enum.Enum):
+    FULL = "full"  # under the cap: any request
+    PROBE = "probe"  # past the cap, in the reserve: /healthz and /readyz only
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +88,14 @@ class HttpGate:
                          ) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guard(self, handler_factory)
 
-    def _admit(self) -> str | None:
-        """'full' (a normal connection), 'probe' (reserve only), or None (refuse)."""
+    def _admit(self) -> Admission | None:
+        """How a new connection is let in, or None to refuse it."""
         if self._admitted < self.limits.max_connections:
             self._admitted += 1
-            return "full"
+            return Admission.FULL
         if self._probes < PROBE_RESERVE_CONNECTIONS:
             self._probes += 1
-            return "probe"
+            return Admission.PROBE
         if self._probing:
             # The reserve is full of connections that have not finished their headers:
             # the oldest makes way, so a flood cannot keep real probes out.
@@ -98,7 +104,7 @@ class HttpGate:
             self.stats.refused += 1
             oldest.abort()
             self._probes += 1  # the aborted one gives its slot back on connection_lost
-            return "probe"
+            return Admission.PROBE
         return None
 
     def abort_probing(self) -> None:
@@ -106,10 +112,10 @@ class HttpGate:
         for guard in list(self._probing):
             guard.abort()
 
-    def _release(self, mode: str) -> None:
-        if mode == "full":
+    def _release(self, mode: Admission) -> None:
+        if mode is Admission.FULL:
             self._admitted -= 1
-        elif mode == "probe":
+        else:
             self._probes -= 1
 
 
@@ -125,7 +131,7 @@ class _Guard(asyncio.Protocol):
         self._handler: RequestHandler | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._mode: str | None = None
+        self._mode: Admission | None = None
         self._headers_done = False
         # Probe: bytes held until the request line shows the path. Otherwise: the
         # last three bytes, so that a header end split across reads is still seen.
@@ -141,7 +147,7 @@ class _Guard(asyncio.Protocol):
             return
         self._timer = asyncio.get_running_loop().call_later(
             gate.limits.header_timeout, self._header_timeout)
-        if self._mode == "full":
+        if self._mode is Admission.FULL:
             self._attach()
         else:
             gate._probing[self] = None
@@ -168,7 +174,7 @@ class _Guard(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._handler is None:
-            if self._mode != "probe":
+            if self._mode is not Admission.PROBE:
                 return  # refused: whatever it still sends is dropped
             self._held += data
             line_end = self._held.find(b"\r\n")
