@@ -49,6 +49,11 @@ MILLISECOND = Fraction(1, 1000)
 #   the bytes after every packet: ``TsMuxer(flush_each_packet=True)``.
 _TS_OPTIONS = {"pcr_period": "40", "flush_packets": "0"}
 
+# FFmpeg's mpegts muxer refuses a shorter AAC frame ("AAC packet too short"), and a
+# refused write still advances its last dts, so the next frame is refused as well.
+# Such frames (a 3-byte FLV audio tag carries a 1-byte frame) are refused here instead.
+MIN_AAC_FRAME_BYTES = 2
+
 _FLV_HEADER_AUDIO = 0x04
 _FLV_HEADER_VIDEO = 0x01
 _FLV_TAG_AUDIO = 8
@@ -240,7 +245,8 @@ class TsMuxer:
     about one frame of the other track. Without it they arrive in 32 kB steps.
     """
 
-    __slots__ = ("_buffer", "_container", "_data", "_label", "_streams", "errors", "packets")
+    __slots__ = ("_buffer", "_container", "_data", "_label", "_nal_length_size", "_streams",
+                 "errors", "packets")
 
     def __init__(self, tracks: TrackSet, *, label: str = "", flush_each_packet: bool = False
                  ) -> None:
@@ -251,6 +257,7 @@ class TsMuxer:
         self._data: bytearray | None = None
         self.packets = 0
         self.errors = 0
+        self._nal_length_size = _nal_length_size(tracks.video) if tracks.video else 4
         options = dict(_TS_OPTIONS, flush_packets="1" if flush_each_packet else "0")
         container = av.open(self._buffer, "w", format="mpegts", options=options)
         assert isinstance(container, OutputContainer)
@@ -279,6 +286,10 @@ class TsMuxer:
         stream = self._streams.get(kind)
         if stream is None or self._data is not None:
             return False
+        reason = self._unmuxable(kind, data)
+        if reason is not None:
+            self._refused(kind, dts, reason)
+            return False
         packet = av.Packet(data)  # references `data`; the caller hands over immutable bytes
         packet.stream = stream
         packet.time_base = MILLISECOND
@@ -290,20 +301,25 @@ class TsMuxer:
         try:
             self._container.mux_one(packet)
         except av.FFmpegError as exc:
-            self.errors += 1
-            # The first refusal of a segment is worth a warning; a broken feed repeats it.
-            level = logging.WARNING if self.errors == 1 else logging.DEBUG
-            log.log(
-                level,
-                "%smuxer refused a packet on the %s track (dts %d ms): %s",
-                _prefix(self._label),
-                kind,
-                dts,
-                exc,
-            )
+            self._refused(kind, dts, str(exc))
             return False
         self.packets += 1
         return True
+
+    def _unmuxable(self, kind: str, data: bytes | memoryview) -> str | None:
+        """Why FFmpeg would refuse this frame (found by feeding it such frames), or None."""
+        if kind == TrackKind.AUDIO:
+            if len(data) < MIN_AAC_FRAME_BYTES:
+                return f"AAC frame of {len(data)} bytes (FFmpeg needs {MIN_AAC_FRAME_BYTES})"
+            return None
+        return _avcc_problem(data, self._nal_length_size)
+
+    def _refused(self, kind: str, dts: int, reason: str) -> None:
+        self.errors += 1
+        # The first refusal of a segment is worth a warning; a broken feed repeats it.
+        level = logging.WARNING if self.errors == 1 else logging.DEBUG
+        log.log(level, "%smuxer refused a packet on the %s track (dts %d ms): %s",
+                _prefix(self._label), kind, dts, reason)
 
     @property
     def bytes_written(self) -> int:
@@ -341,6 +357,34 @@ def _apply_config(stream: Stream, config: TrackConfig) -> None:
     channels = config.channels or asc.channels
     if 0 < channels <= 8:
         ctx.layout = f"{channels}c"  # FFmpeg's default layout for that many channels
+
+
+def _nal_length_size(config: TrackConfig) -> int:
+    """Bytes of each NAL unit's length prefix: lengthSizeMinusOne + 1 from avcC or hvcC."""
+    offset = 4 if config.codec == "h264" else 21
+    if len(config.extradata) <= offset:
+        return 4
+    return (config.extradata[offset] & 0x03) + 1
+
+
+def _avcc_problem(data: bytes | memoryview, length_size: int) -> str | None:
+    """Why FFmpeg's mp4toannexb filter would refuse this frame, or None.
+
+    It refuses an empty frame, and length prefixes that do not tile the frame
+    (a NAL unit running past the end, or a partial prefix left over).
+    """
+    size = len(data)
+    if size == 0:
+        return "empty video frame"
+    position = 0
+    while position < size:
+        if size - position < length_size:
+            return f"video frame ends in a partial NAL length prefix at byte {position}"
+        nal_size = int.from_bytes(data[position:position + length_size], "big")
+        position += length_size + nal_size
+        if position > size:
+            return f"a NAL unit of {nal_size} bytes runs past the end of a {size}-byte frame"
+    return None
 
 
 def _prefix(label: str) -> str:

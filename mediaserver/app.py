@@ -1,8 +1,10 @@
 """The composition root: store, hub, RTMP listener and HTTP app on one event loop.
 
-Start-up order is store -> hub -> HTTP -> RTMP (publishers are let in last,
-once everything they feed exists); shutdown runs the other way round and ends
-every playlist with ENDLIST.
+Start-up order is store -> sockets and HTTP app -> hub -> HTTP serving -> RTMP
+(publishers are let in last, once everything they feed exists). Every part is
+pushed onto one exit stack as it starts, so shutdown and a failed start both run
+the other way round; the hub ends every playlist with ENDLIST while HTTP still
+serves it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from rtmp.server import RtmpServer
 
 from .config import Config
 from .dashboard import Dashboard
+from .fdlimit import plan_caps, raise_fd_limit
+from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
 from .metrics import ServerMetrics
@@ -41,7 +46,8 @@ DEMO_CHANNEL = "demo"
 # streams stop showing as live within this long.
 ONLINE_TTL_SECONDS = 30.0
 ONLINE_REFRESH_SECONDS = 10.0
-
+# /readyz answers 503 rather than hang when the store neither answers nor fails.
+READY_CHECK_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +110,8 @@ class MediaServer:
         )
         self.thumbnails = Thumbnailer(exists=lambda name: name in self.hub.channels)
         self.hub.tap_factories.append(self.thumbnails.tap)
-        self.metrics = ServerMetrics(self.hub, lambda: self.rtmp, lambda: self.thumbnails.stats)
+        self.metrics = ServerMetrics(self.hub, lambda: self.rtmp, lambda: self.thumbnails.stats,
+                                     lambda: self.http_gate)
         self.store: ChannelStore | None = None
         self.token = ""
         self.rtmp: RtmpServer | None = None
@@ -116,44 +123,77 @@ class MediaServer:
         self._auth_webhook: AuthWebhook | None = None
         self._webhooks: WebhookSender | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._refresher: asyncio.Task[None] | None = None
+        self._exit_stack = contextlib.AsyncExitStack()
+        self.http_gate: HttpGate | None = None
         self._stopped = False
         self._node = f"{os.uname().nodename}:{os.getpid()}"
 
     async def start(self) -> None:
+        """Start every part; if one fails, whatever had started is closed again.
+
+        Each part is pushed onto one exit stack as it starts, so stop() and a failed
+        start unwind the same way: RTMP, the hub (ending every playlist while HTTP
+        still serves it), HTTP, sockets, webhooks, the store.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start(stack)
+            self._exit_stack = stack.pop_all()
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = open_store(config.store, config.data_dir)
+        stack.push_async_callback(self._close_store, self.store)
+        stack.callback(self.thumbnails.close)
         self.token, token_generated = load_or_create_token(config)
         demo_key = await self._ensure_demo_channel()
         self.first_start = FirstStart(demo_key, token_generated)
         if config.auth_webhook:
             self._auth_webhook = AuthWebhook(config.auth_webhook)
+            stack.push_async_callback(self._auth_webhook.close)
         if config.webhook:
             self._webhooks = WebhookSender(config.webhook, config.webhook_secret or self.token)
             await self._webhooks.start()
-        self.hub.listeners.append(self._on_hub_event)
-        self.hub.start()
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_online())
+            stack.push_async_callback(self._webhooks.close)
+        caps = plan_caps(raise_fd_limit(), config.max_connections, config.max_http_connections)
+        if (caps.rtmp, caps.http) != (config.max_connections, config.max_http_connections):
+            log.warning("connection caps lowered to fit the open-file limit %d: "
+                        "--max-connections %d -> %d, --max-http-connections %d -> %d",
+                        caps.fd_limit, config.max_connections, caps.rtmp,
+                        config.max_http_connections, caps.http)
+        log.info("open-file limit %d: rtmp cap %d, http cap %d (+%d probe reserve), "
+                 "%d kept in reserve", caps.fd_limit, caps.rtmp, caps.http,
+                 PROBE_RESERVE_CONNECTIONS, caps.reserve)
 
         # Bind both sockets first so the public URLs (with real ports) exist before the
         # apps that hand them out; serve HTTP, then let publishers in last.
-        http_sock = bind_tcp(*config.http)
-        rtmp_sock = bind_tcp(*config.rtmp)
+        http_sock = stack.enter_context(_bound("http", *config.http))
+        rtmp_sock = stack.enter_context(_bound("rtmp", *config.rtmp))
         self.http_address = http_sock.getsockname()[:2]
         self.rtmp_address = rtmp_sock.getsockname()[:2]
         self.urls = public_urls(config, self.rtmp_address[1], self.http_address[1])
         self._runner = web.AppRunner(self.build_http_app(), access_log=None,
-                                     handle_signals=False)
+                                     handle_signals=False,
+                                     keepalive_timeout=config.http_keepalive_timeout)
+        stack.push_async_callback(self._runner.cleanup)
         await self._runner.setup()
-        await web.SockSite(self._runner, http_sock).start()
+
+        self.hub.listeners.append(self._on_hub_event)
+        self.hub.start()
+        stack.push_async_callback(self._shutdown_hub)
+        refresher = asyncio.get_running_loop().create_task(self._refresh_online())
+        stack.push_async_callback(_cancel, refresher)
+
+        self.http_gate = HttpGate(HttpLimits(caps.http, config.http_header_timeout))
+        await GuardedSockSite(self._runner, http_sock, self.http_gate).start()
         self.rtmp = RtmpServer(
             IngestPolicy(self.hub, self.store, config.app, self._auth_webhook),
-            max_connections=config.max_connections,
+            max_connections=caps.rtmp,
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
             read_interval=config.read_interval,
         )
+        stack.push_async_callback(self.rtmp.close)
         await self.rtmp.start(sock=rtmp_sock)
         log.info(
             "listening rtmp://%s:%d/%s http://%s:%d/",
@@ -171,13 +211,28 @@ class MediaServer:
         Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)
         app.add_subapp(API_PREFIX, create_api_app(self.store, self.hub, self.token, self.urls))
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the loop answers. Says nothing of the store (that is /readyz)."""
         return web.json_response(
             {"status": "ok", "live_streams": len(self.hub.publishers())},
             headers={"Cache-Control": "no-store"},
         )
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Readiness: 503 while the channel store cannot be reached (no publish can start)."""
+        assert self.store is not None
+        try:
+            await asyncio.wait_for(self.store.ping(), READY_CHECK_TIMEOUT)
+        except (StoreError, TimeoutError) as exc:
+            return web.json_response(
+                {"status": "unavailable", "store": f"unreachable: {exc or 'timed out'}"},
+                status=503, headers={"Cache-Control": "no-store"},
+            )
+        return web.json_response({"status": "ok", "store": "ok"},
+                                 headers={"Cache-Control": "no-store"})
 
     async def _ensure_demo_channel(self) -> str | None:
         """First start with an empty store: create channel `demo` and return its key."""
@@ -215,13 +270,17 @@ class MediaServer:
     async def _refresh_online(self) -> None:
         while True:
             await asyncio.sleep(ONLINE_REFRESH_SECONDS)
-            assert self.store is not None
-            for publisher in self.hub.publishers():
-                try:
-                    await self.store.mark_online(publisher.channel, self._node,
-                                                 ONLINE_TTL_SECONDS)
-                except StoreError as exc:
-                    log.warning("online refresh failed channel=%s: %s", publisher.channel, exc)
+            # Names only: a loop variable holding a Publisher would keep it (and its
+            # session and segmenter) alive through the next sleep after its channel ended.
+            for channel in [publisher.channel for publisher in self.hub.publishers()]:
+                await self._mark_online(channel)
+
+    async def _mark_online(self, channel: str) -> None:
+        assert self.store is not None
+        try:
+            await self.store.mark_online(channel, self._node, ONLINE_TTL_SECONDS)
+        except StoreError as exc:
+            log.warning("online refresh failed channel=%s: %s", channel, exc)
 
     # ---- shutdown -------------------------------------------------------------------
 
@@ -230,24 +289,38 @@ class MediaServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._refresher is not None:
-            self._refresher.cancel()
-        if self.rtmp is not None:
-            await self.rtmp.close()
+        stack, self._exit_stack = self._exit_stack, contextlib.AsyncExitStack()
+        await stack.aclose()
+        log.info("stopped")
+
+    async def _shutdown_hub(self) -> None:
+        """End every playlist, then let the store updates that this caused finish."""
         self.hub.shutdown()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2.0)
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self.thumbnails.close()
-        if self._webhooks is not None:
-            await self._webhooks.close()
-        if self._auth_webhook is not None:
-            await self._auth_webhook.close()
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.close()
-        log.info("stopped")
+
+    @staticmethod
+    async def _close_store(store: ChannelStore) -> None:
+        with contextlib.suppress(Exception):
+            await store.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.contextmanager
+def _bound(what: str, host: str, port: int) -> Iterator[socket.socket]:
+    """A bound socket, closed on exit; a bind failure says which listener and address."""
+    try:
+        sock = bind_tcp(host, port)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen for {what} on {host}:{port}: "
+                                 f"{exc.strerror or exc}") from exc
+    with sock:
+        yield sock
 
 
 def banner(server: MediaServer) -> str:

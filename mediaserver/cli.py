@@ -16,6 +16,7 @@ from control_api.keys import InvalidChannelName, validate_channel_name
 from control_api.store import ChannelExists, ChannelNotFound, StoreError, open_store
 
 from .config import Config, ConfigError, add_arguments, load_config
+from .logs import configure_logging
 
 log = logging.getLogger("mediaserver")
 
@@ -41,14 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,10 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(flags, config_file=args.config)
     except ConfigError as exc:
         parser.error(str(exc))
-    configure_logging(config.log_level)
-    if args.command == "serve":
-        return serve(config)
-    return asyncio.run(channel_command(config, args.action, args.name, args.json))
+    rate_limit = configure_logging(config.log_level)
+    try:
+        if args.command == "serve":
+            return serve(config)
+        return asyncio.run(channel_command(config, args.action, args.name, args.json))
+    finally:
+        rate_limit.flush()
 
 
 # ---- serve ------------------------------------------------------------------------------

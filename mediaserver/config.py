@@ -112,6 +112,20 @@ OPTIONS: tuple[Option, ...] = (
            "(0: read on every wake-up)", "SECONDS"),
     Option("max_stream_memory", _positive_int, 64 * 1024 * 1024,
            "cap on HLS bytes held in memory per stream", "BYTES"),
+    # Each open HTTP connection holds a descriptor; with the RTMP cap and a reserve
+    # it is fitted under the open-file limit at start (the values chosen are logged).
+    Option("max_http_connections", _positive_int, 4096,
+           "cap on open HTTP connections; past it new ones get 503 (health probes excepted)",
+           "N"),
+    # A player sends a request line and headers at once; a peer that trickles them
+    # (slowloris) or never finishes them holds a descriptor for nothing.
+    Option("http_header_timeout", _positive_float, 10.0,
+           "close an HTTP connection that has not sent complete request headers within this "
+           "long", "SECONDS"),
+    # Players refetch a live playlist every target duration (2 s by default), so a
+    # connection idle for much longer than that is a player that has gone.
+    Option("http_keepalive_timeout", _positive_float, 15.0,
+           "close an idle HTTP keep-alive connection after this long", "SECONDS"),
 )
 
 
@@ -137,6 +151,9 @@ class Config:
     handshake_timeout: float
     read_interval: float
     max_stream_memory: int
+    max_http_connections: int
+    http_header_timeout: float
+    http_keepalive_timeout: float
 
     def replace(self, **changes: Any) -> Config:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

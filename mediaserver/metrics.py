@@ -35,6 +35,7 @@ from .thumbnails import ThumbnailStats
 if TYPE_CHECKING:
     from rtmp.server import RtmpServer
 
+    from .http_limits import HttpGate
     from .hub import StreamHub
 
 NAMESPACE = "mediaserver"
@@ -147,18 +148,22 @@ class ServerCollector(Collector):
         traffic: HlsTraffic,
         segments: SegmentDurations,
         thumbnails: Callable[[], ThumbnailStats] | None = None,
+        http: Callable[[], HttpGate | None] | None = None,
     ) -> None:
         self._hub = hub
         self._rtmp = rtmp
         self._traffic = traffic
         self._segments = segments
         self._thumbnails = thumbnails
+        self._http = http
 
     def describe(self) -> Iterable[Metric]:
         return []  # names are fixed; skip the registry's trial collect at register time
 
     def collect(self) -> Iterator[Metric]:
         yield from self._rtmp_metrics()
+        if self._http is not None:
+            yield from self._http_metrics(self._http())
         yield from self._stream_metrics()
         yield from self._hls_metrics()
         if self._thumbnails is not None:
@@ -204,6 +209,22 @@ class ServerCollector(Collector):
         for result in sorted(results):
             attempts.add_metric([result], results[result])
         yield attempts
+
+    def _http_metrics(self, gate: HttpGate | None) -> Iterator[Metric]:
+        if gate is None:
+            return
+        stats = gate.stats
+        yield GaugeMetricFamily(f"{NAMESPACE}_http_connections_open",
+                                "HTTP connections open now.", value=gate.open_connections)
+        yield CounterMetricFamily(f"{NAMESPACE}_http_connections",
+                                  "HTTP connections accepted since start.",
+                                  value=stats.connections_total)
+        yield CounterMetricFamily(f"{NAMESPACE}_http_connections_refused",
+                                  "HTTP connections answered 503 and closed: connection cap "
+                                  "reached.", value=stats.refused)
+        yield CounterMetricFamily(f"{NAMESPACE}_http_header_timeouts",
+                                  "HTTP connections aborted for not sending complete request "
+                                  "headers in time.", value=stats.header_timeouts)
 
     def _stream_metrics(self) -> Iterator[Metric]:
         hub = self._hub
@@ -324,13 +345,14 @@ class ServerMetrics:
         hub: StreamHub,
         rtmp: Callable[[], RtmpServer | None],
         thumbnails: Callable[[], ThumbnailStats] | None = None,
+        http: Callable[[], HttpGate | None] | None = None,
     ) -> None:
         self.traffic = HlsTraffic()
         self.segments = SegmentDurations()
         hub.segment_listeners.append(self.segments.observe)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServerCollector(hub, rtmp, self.traffic, self.segments,
-                                               thumbnails))
+                                               thumbnails, http))
         # CPU, memory, file descriptors, GC: the standard process_* and python_* series.
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

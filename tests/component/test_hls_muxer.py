@@ -122,3 +122,29 @@ def test_track_set_skips_what_ts_cannot_carry(hls_clip: Media, caplog) -> None:
 def test_a_segment_needs_a_track() -> None:
     with pytest.raises(MuxerError):
         TsMuxer(TrackSet(None, None))
+
+
+def test_frames_ffmpeg_cannot_mux_are_refused_before_it_and_do_not_spoil_the_next(
+        hls_clip: Media, caplog: pytest.LogCaptureFixture) -> None:
+    """A 1-byte AAC frame, or AVCC prefixes that do not tile the frame, never reach FFmpeg.
+
+    FFmpeg refused them with an ERROR line each, and its refusal advanced its last
+    dts, so the good frame after them (one ms on) was refused too.
+    """
+    packets = first_gop(hls_clip)
+    muxer = TsMuxer(TrackSet(hls_clip.video, hls_clip.audio))
+    video, video_next = [p for p in packets if p.kind == "video"][:2]
+    audio = next(p for p in packets if p.kind == "audio")
+    assert muxer.write("video", 10_000, 10_000, True, video.data)
+    with caplog.at_level(logging.WARNING):
+        for dts, data in ((10_001, b""), (10_002, b"\x01")):
+            assert not muxer.write("audio", dts, dts, True, data)
+        assert muxer.write("audio", 10_003, 10_003, True, audio.data)
+        for dts, data in ((10_040, b""), (10_041, b"\x00\x00\x00\x05\x41"),
+                          (10_042, b"\x00\x00\x00\x01\x41\x00\x00")):
+            assert not muxer.write("video", dts, dts, False, data)
+        assert muxer.write("video", 10_043, 10_043, False, video_next.data)
+    assert muxer.errors == 5
+    assert not [r for r in caplog.records if r.name.startswith("libav")]
+    probe = probe_segment(muxer.close())
+    assert probe.codecs == {"video": "h264", "audio": "aac"} and probe.first_frame_decoded

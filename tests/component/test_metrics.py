@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hls.segmenter import SegmentInfo
+from mediaserver.http_limits import HttpGate, HttpLimits
 from mediaserver.hub import StreamHub
 from mediaserver.metrics import HlsTraffic, SegmentDurations, ServerMetrics
 from mediaserver.publisher import Publisher
@@ -199,3 +200,14 @@ def _thumbnail_stats():
     from mediaserver.thumbnails import ThumbnailStats
 
     return ThumbnailStats(rendered=1)
+
+
+def test_http_listener_series_come_from_the_gate() -> None:
+    gate = HttpGate(HttpLimits(max_connections=10, header_timeout=5.0))
+    gate.stats.connections_total, gate.stats.refused, gate.stats.header_timeouts = 12, 2, 3
+    metrics = ServerMetrics(StreamHub(), lambda: None, http=lambda: gate)
+    parsed = samples(generate_latest(metrics.registry).decode())
+    assert value(parsed, "mediaserver_http_connections_total") == 12
+    assert value(parsed, "mediaserver_http_connections_refused_total") == 2
+    assert value(parsed, "mediaserver_http_header_timeouts_total") == 3
+    assert value(parsed, "mediaserver_http_connections_open") == 0

@@ -24,3 +24,14 @@ def test_config_precedence_flag_env_file(tmp_path: Path) -> None:
     bad_file.write_text("no_such_option = 1\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load_config({}, env={}, config_file=bad_file)
+
+
+def test_http_bounds_come_from_flag_env_and_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "server.toml"
+    config_file.write_text("http-keepalive-timeout = 7\n")
+    config = load_config({"max_http_connections": "50"},
+                         env={"MEDIASERVER_HTTP_HEADER_TIMEOUT": "2.5"}, config_file=config_file)
+    assert (config.max_http_connections, config.http_header_timeout,
+            config.http_keepalive_timeout) == (50, 2.5, 7.0)
+    with pytest.raises(ConfigError, match="http_header_timeout"):
+        load_config({"http_header_timeout": "0"}, env={})
