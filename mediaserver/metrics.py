@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 NAMESPACE = "mediaserver"
 # Publish results always exported, even at zero, so that dashboards and alerts
 # (rate of bad_key, say) have a series before the first such attempt.
-KNOWN_PUBLISH_RESULTS = ("ok", "bad_key", "blocked", "duplicate", "protocol_error")
+KNOWN_PUBLISH_RESULTS = (
+    "ok", "bad_key", "bad_app", "blocked", "duplicate", "unavailable", "protocol_error",
+)
 # Around the usual 2 s target, and out to the forced cut (5 x target) of
 # encoders with long keyframe intervals.
 SEGMENT_DURATION_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0)
@@ -293,6 +295,19 @@ class ServerCollector(Collector):
         window = GaugeMetricFamily(f"{NAMESPACE}_hls_window_bytes",
                                    "Bytes of segments held in the playlist window.",
                                    labels=["channel"])
+        held = GaugeMetricFamily(f"{NAMESPACE}_hls_bytes_held",
+                                 "Bytes the channel holds: window, expired segments kept for "
+                                 "late players, and the open segment (capped per stream).",
+                                 labels=["channel"])
+        dropped_early = CounterMetricFamily(f"{NAMESPACE}_hls_segments_dropped_early",
+                                            "Segments let go before their time to keep the "
+                                            "channel under its memory cap.", labels=["channel"])
+        forced = CounterMetricFamily(f"{NAMESPACE}_hls_forced_cuts",
+                                     "Segments cut without a keyframe to stay within "
+                                     "EXT-X-TARGETDURATION.", labels=["channel"])
+        clamped = CounterMetricFamily(f"{NAMESPACE}_hls_durations_clamped",
+                                      "Segment durations capped at the target after a "
+                                      "timestamp jump.", labels=["channel"])
         viewers = GaugeMetricFamily(f"{NAMESPACE}_hls_viewers",
                                     "Distinct clients that fetched the channel within the "
                                     "last target duration.", labels=["channel"])
@@ -302,10 +317,14 @@ class ServerCollector(Collector):
             for reason, count in sorted(segmenter.drop_reasons.items()):
                 dropped.add_metric([name, reason], count)
             window.add_metric([name], segmenter.bytes_in_window)
+            held.add_metric([name], segmenter.bytes_held)
+            dropped_early.add_metric([name], segmenter.segments_dropped_early)
+            forced.add_metric([name], segmenter.forced_cuts)
+            clamped.add_metric([name], segmenter.durations_clamped)
             span = max(float(segmenter.target_duration_seen), MIN_VIEWER_WINDOW_SECONDS)
             viewers.add_metric([name], self._traffic.viewers(name, span))
         self._traffic.forget_others(name for name, _ in channels)
-        yield from (produced, dropped, window, viewers)
+        yield from (produced, dropped, window, held, dropped_early, forced, clamped, viewers)
         yield self._segments.family(f"{NAMESPACE}_hls_segment_duration_seconds",
                                     "Durations of published segments.",
                                     (name for name, _ in channels))

@@ -99,12 +99,19 @@ async def test_stream_series_come_from_the_hub(live_hub) -> None:
                  le="2.0") == produced  # 2 s GOPs: every segment in the 2.0 bucket
     assert value(parsed, "mediaserver_hls_segment_duration_seconds_bucket", channel="cam1",
                  le="1.5") == 0
+    segmenter = hub.channels["cam1"].segmenter
+    assert value(parsed, "mediaserver_hls_bytes_held", channel="cam1") == segmenter.bytes_held
+    assert segmenter.bytes_held >= segmenter.bytes_in_window > 0
+    for counter in ("segments_dropped_early", "forced_cuts", "durations_clamped"):
+        # A clean 2 s GOP clip under the cap needs none of the safety valves.
+        assert value(parsed, f"mediaserver_hls_{counter}_total", channel="cam1") == 0
     # Publish attempts: the known results always present, protocol errors folded in.
     assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="ok") == 3
     assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="bad_key") == 2
     assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="unavailable") == 1
     assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="blocked") == 0
     assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="duplicate") == 0
+    assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="bad_app") == 0
     assert value(parsed, "mediaserver_rtmp_publish_attempts_total", result="protocol_error") == 4
     assert value(parsed, "mediaserver_rtmp_connections_total") == 9
     assert value(parsed, "mediaserver_rtmp_connections_open") == 0
