@@ -44,7 +44,7 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
         url = http_url(server, "/live/cam1/index.m3u8")
         texts: list[str] = []
 
-        async with publishing(rtmp_url(server, key), irregular_clip) as encoder:
+        async with publishing(rtmp_url(server, key), irregular_clip):
 
             async def poll() -> Playlist | None:
                 headers = {"Accept-Encoding": "identity"}
@@ -56,8 +56,9 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
                     texts.append(text)
                 playlist = parse_playlist(text)
                 # Done once seg0..seg2 left the window (the forced cuts happened by
-                # then), or the encoder is done.
-                done = playlist.media_sequence >= 3 or encoder.returncode is not None
+                # then), or the encoder's stop ended the playlist (its last segment is
+                # published with ENDLIST, a moment after ffmpeg exits).
+                done = playlist.media_sequence >= 3 or playlist.ended
                 return playlist if done else None
 
             last = await wait_for(poll, timeout=CLIP_SECONDS + 15, interval=0.1,
