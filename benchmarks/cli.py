@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "at most 120)")
     soak.add_argument("--grace", type=float, default=soak_mod.DEFAULT_GRACE,
                       help="the server's --grace-period")
+    soak.add_argument("--release-timeout", type=float, default=120.0,
+                      help="after the load, how long the server may take to drop every "
+                           "channel (grace + ended retention); 0: do not wait")
     soak.add_argument("--segment-duration", type=float, default=2.0)
     soak.add_argument("--tick", type=float, default=DEFAULT_TICK)
     soak.add_argument("--seed", type=int, default=1)
@@ -283,7 +286,8 @@ async def soak(args: argparse.Namespace) -> int:
     settings = soak_mod.SoakSettings(
         seconds=seconds, publishers=args.publishers, viewers=args.viewers,
         sample_every=args.sample, churn=args.churn, warmup=warmup,
-        segment_target=args.segment_duration, grace=args.grace, tick=args.tick, seed=args.seed)
+        segment_target=args.segment_duration, grace=args.grace, tick=args.tick, seed=args.seed,
+        release_timeout=args.release_timeout)
     _path, clip = _load_clip(args, smoke=True)
     server = soak_mod.make_server(args.server_cpu, args.ours_arg,
                                   shlex.split(args.ours_cmd) if args.ours_cmd else None,

@@ -70,6 +70,9 @@ class SoakSettings:
     grace: float = DEFAULT_GRACE  # the server's --grace-period
     tick: float = DEFAULT_TICK
     seed: int = 1
+    # After the load: how long the server may take to drop every channel (grace period,
+    # then the ended playlist's retention); 0 skips that wait.
+    release_timeout: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ class Sample:
     fds: int
     live_streams: int  # the server's own gauge; -1 when /metrics did not answer
     rtmp_connections: int
+    channels_held: int  # channels the server keeps in memory: live, in grace, or ended
+    hls_mb: float  # segment bytes held in all playlist windows
     publishes: int  # successful publishes so far
     watching: int  # viewers watching right now
     http_errors: int  # so far
@@ -97,7 +102,8 @@ class SoakResult:
     rss_peak_mb: float = 0.0
     rss_slope_mb_per_10min: float = 0.0
     rss_fit_r2: float = 0.0
-    drained: Sample | None = None  # after the load stopped and the channels ended
+    drained: Sample | None = None  # after the load stopped and the publishers were gone
+    released: Sample | None = None  # once the server held no channel at all
     publishes: int = 0
     channels_used: int = 0
     segments_fetched: int = 0
@@ -216,8 +222,15 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
             text = await resp.text()
     except (aiohttp.ClientError, TimeoutError, OSError):
         return {}
-    return {s.name: s.value for family in text_string_to_metric_families(text)
-            for s in family.samples if s.name in wanted}
+    out: dict[str, float] = {"channels_held": 0, "hls_bytes": 0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                out[sample.name] = sample.value
+            elif sample.name == "mediaserver_hls_window_bytes":  # one per channel held
+                out["channels_held"] += 1
+                out["hls_bytes"] += sample.value
+    return out
 
 
 class _Sampler:
@@ -243,6 +256,8 @@ class _Sampler:
             fds=procstats.open_fds(self.pid),
             live_streams=int(gauges.get("mediaserver_live_streams", -1)),
             rtmp_connections=int(gauges.get("mediaserver_rtmp_connections_open", -1)),
+            channels_held=int(gauges.get("channels_held", -1)),
+            hls_mb=round(gauges.get("hls_bytes", 0) / MB, 1),
             publishes=load.publishes,
             watching=len(load.watching),
             http_errors=load.http_errors,
@@ -251,8 +266,9 @@ class _Sampler:
 
 
 COLUMNS = ("t", "rss_mb", "cpu_percent", "fds", "live_streams", "rtmp_connections",
-           "publishes", "watching", "http_errors", "rtmp_errors")
-HEADS = ("t s", "RSS MB", "CPU %", "fds", "live", "RTMP conns", "publishes", "watching",
+           "channels_held", "hls_mb", "publishes", "watching", "http_errors", "rtmp_errors")
+HEADS = ("t s", "RSS MB", "CPU %", "fds", "live", "RTMP conns", "channels held", "HLS MB",
+         "publishes", "watching",
          "HTTP errors", "RTMP errors")
 
 
@@ -325,6 +341,8 @@ async def _run_started(server: OurServer, clip: ChunkedClip, settings: SoakSetti
         await asyncio.wait_for(asyncio.gather(*tasks), FIRST_SEGMENT_TIMEOUT + DRAIN_TIMEOUT)
         await load.pacer.stop()
         result.drained = await _drain(sampler, settings, emit)
+        if settings.release_timeout > 0:
+            result.released = await _release(sampler, settings, emit)
     finally:
         for task in tasks:
             task.cancel()
@@ -356,6 +374,18 @@ async def _drain(sampler: _Sampler, settings: SoakSettings,
         await asyncio.sleep(POLL * 2)
 
 
+async def _release(sampler: _Sampler, settings: SoakSettings,
+                   emit: Callable[[str], None]) -> Sample:
+    """Wait (bounded) until the server holds no channel: memory a channel kept is gone now."""
+    deadline = time.monotonic() + settings.release_timeout
+    while True:
+        sample = await sampler.sample()
+        if sample.channels_held == 0 or time.monotonic() >= deadline:
+            emit(table_row(sample, "released"))
+            return sample
+        await asyncio.sleep(POLL * 4)
+
+
 def _summarise(result: SoakResult) -> None:
     samples = result.samples
     if not samples:
@@ -379,6 +409,8 @@ def _summarise(result: SoakResult) -> None:
         result.errors["server_exit"] = 1
     if result.drained is not None and result.drained.live_streams not in (0, -1):
         result.errors["channels_not_ended"] = result.drained.live_streams
+    if result.released is not None and result.released.channels_held not in (0, -1):
+        result.errors["channels_not_released"] = result.released.channels_held
 
 
 def summary_lines(result: SoakResult) -> list[str]:
@@ -390,8 +422,14 @@ def summary_lines(result: SoakResult) -> list[str]:
         f" (least squares, R² {result.rss_fit_r2:.2f})",
     ]
     if drained is not None:
-        lines.append(f"- after the load stopped and channels ended: RSS {drained.rss_mb:.1f} MB, "
+        lines.append(f"- after the load stopped: RSS {drained.rss_mb:.1f} MB, "
                      f"{drained.fds} fds, {drained.live_streams} live streams")
+    if result.released is not None:
+        released = result.released
+        later = released.t - (drained or released).t
+        lines.append(f"- once every channel was released ({later:.0f} s later): RSS "
+                     f"{released.rss_mb:.1f} MB, {released.fds} fds, "
+                     f"{released.channels_held} channels held, {released.hls_mb:g} MB of HLS")
     lines += [
         f"- publishes: {result.publishes} on {result.channels_used} channels; viewers fetched "
         f"{result.segments_fetched} segments ({result.bytes_fetched / MB:.0f} MB), "
@@ -410,8 +448,9 @@ def summary_lines(result: SoakResult) -> list[str]:
 def markdown_report(result: SoakResult, machine: dict[str, str]) -> str:
     lines = ["# Soak", "", *summary_lines(result), "", table_head()]
     lines += [table_row(s) for s in result.samples]
-    if result.drained is not None:
-        lines.append(table_row(result.drained, "drained"))
+    for label, extra in (("drained", result.drained), ("released", result.released)):
+        if extra is not None:
+            lines.append(table_row(extra, label))
     lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in result.settings.items()]
     lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()]
     return "\n".join(lines) + "\n"

@@ -102,7 +102,7 @@ def _soak(clip_path: Path, out: Path, *extra: str) -> tuple[subprocess.Completed
          "--sample", "2", "--publishers", "2", "--viewers", "3", "--grace", "2",
          "--segment-duration", "1",
          "--clip", str(clip_path), "--out", str(out), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     reports = sorted(out.glob("soak-*.json"))
     assert len(reports) == 1, done.stdout[-2000:] + done.stderr[-3000:]
@@ -124,12 +124,17 @@ def test_soak_churns_samples_the_server_and_drains(clip_path: Path, tmp_path: Pa
     assert result["segments_fetched"] > 0 and max(s["watching"] for s in samples) > 0
     drained = result["drained"]
     assert drained["live_streams"] == 0 and drained["rtmp_connections"] == 0
+    # Then the server let go of every channel (grace, then the ended playlist's retention).
+    released = result["released"]
+    assert released["channels_held"] == 0 and released["hls_mb"] == 0
+    assert max(s["channels_held"] for s in samples) >= 2
     assert "RSS slope over the steady state" in done.stdout
 
 
 def test_soak_fails_when_the_load_sees_errors(clip_path: Path, tmp_path: Path) -> None:
     # One RTMP connection allowed: the second publisher is refused, again and again.
-    done, result = _soak(clip_path, tmp_path, "--ours-arg=--max-connections=1")
+    done, result = _soak(clip_path, tmp_path, "--ours-arg=--max-connections=1",
+                         "--release-timeout=0")
     assert done.returncode == 1
     assert result["errors"]["publish_failed"] > 0 and result["errors_total"] > 0
 

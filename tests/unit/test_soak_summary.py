@@ -9,7 +9,8 @@ from benchmarks.soak import Sample, SoakResult, SoakSettings, _summarise, summar
 
 def sample(t: float, rss: float, live: int = 4) -> Sample:
     return Sample(t=t, rss_mb=rss, cpu_percent=5.0, fds=30, live_streams=live,
-                  rtmp_connections=live, publishes=0, watching=0, http_errors=0, rtmp_errors=0)
+                  rtmp_connections=live, channels_held=live, hls_mb=0.0, publishes=0,
+                  watching=0, http_errors=0, rtmp_errors=0)
 
 
 def result(samples: list[Sample], warmup: float = 60.0) -> SoakResult:
@@ -40,8 +41,10 @@ def test_flat_rss_has_no_slope() -> None:
 
 def test_server_trouble_counts_as_errors() -> None:
     out = SoakResult(settings={"warmup": 0.0}, samples=[sample(0, 90), sample(10, 90)],
-                     drained=sample(20, 90, live=2), server_exit_code=1,
+                     drained=sample(20, 90, live=2), released=sample(30, 90, live=1),
+                     server_exit_code=1,
                      server_log_errors=["ERROR boom", "Traceback (most recent call last):"])
     _summarise(out)
-    assert out.errors == {"server_log": 2, "server_exit": 1, "channels_not_ended": 2}
-    assert out.errors_total == 5
+    assert out.errors == {"server_log": 2, "server_exit": 1, "channels_not_ended": 2,
+                          "channels_not_released": 1}
+    assert out.errors_total == 6
