@@ -35,6 +35,7 @@ from .fdlimit import plan_caps, raise_fd_limit
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
+from .memory import release_free_memory
 from .metrics import ServerMetrics
 from .thumbnails import Thumbnailer
 
@@ -110,6 +111,7 @@ class MediaServer:
         )
         self.thumbnails = Thumbnailer(exists=lambda name: name in self.hub.channels)
         self.hub.tap_factories.append(self.thumbnails.tap)
+        self.hub.drop_listeners.append(lambda names: release_free_memory())
         self.metrics = ServerMetrics(self.hub, lambda: self.rtmp, lambda: self.thumbnails.stats,
                                      lambda: self.http_gate)
         self.store: ChannelStore | None = None

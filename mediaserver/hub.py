@@ -127,6 +127,8 @@ class StreamHub:
         self.tap_factories: list[Callable[[str], Callable[[ReaderItem], None]]] = []
         # Called with (channel, segment) each time a channel publishes a segment.
         self.segment_listeners: list[Callable[[str, SegmentInfo], None]] = []
+        # Called once per sweep with the channels it dropped from memory.
+        self.drop_listeners: list[Callable[[list[str]], None]] = []
         # Over every channel's HLS reader, ended channels included (for /metrics).
         self.reader_skips = SkipCounters()
         self.publishes_taken_over = 0
@@ -296,13 +298,21 @@ class StreamHub:
     def sweep(self) -> None:
         """End playlists whose publisher did not come back in time; forget old ones."""
         now = self._clock()
+        dropped = []
         for name, live in list(self.channels.items()):
             if live.publisher is None and live.ended_at is None and live.left_at is not None:
                 if now - live.left_at >= self.settings.grace_period:
                     self._end_playlist(live, "grace period over")
             elif live.ended_at is not None and now - live.ended_at >= self.settings.ended_retention:
                 del self.channels[name]
+                dropped.append(name)
                 log.info("playlist dropped from memory channel=%s", name)
+        if dropped:
+            for listener in self.drop_listeners:
+                try:
+                    listener(dropped)
+                except Exception:
+                    log.exception("drop listener failed")
 
     async def run_sweeper(self) -> None:
         while True:

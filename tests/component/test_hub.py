@@ -206,15 +206,22 @@ async def test_kick_ends_a_publisher_whose_session_does_not() -> None:
 
 async def test_sweep_forgets_ended_playlists_after_retention() -> None:
     rig = Rig()
-    publisher = rig.publish()
-    feed(publisher, av_clip())
-    publisher.on_end("stop", unpublished=True)
+    drops: list[list[str]] = []
+    rig.hub.drop_listeners.append(drops.append)
+    for name in ("cam", "cam2"):
+        publisher = rig.publish(name)
+        feed(publisher, av_clip())
+        publisher.on_end("stop", unpublished=True)
     rig.clock.now += RETENTION - 1
     rig.hub.sweep()
-    assert "cam" in rig.hub.channels
+    assert "cam" in rig.hub.channels and drops == []
     rig.clock.now += 1
     rig.hub.sweep()
     assert rig.hub.channels == {} and rig.hub.segmenter("cam") is None
+    # One call per sweep, with every channel it let go (the server trims the heap then).
+    assert drops == [["cam", "cam2"]]
+    rig.hub.sweep()
+    assert drops == [["cam", "cam2"]]
 
 
 async def test_a_failing_listener_does_not_stop_the_others() -> None:
