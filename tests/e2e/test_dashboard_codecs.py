@@ -104,19 +104,25 @@ def open_hevc(driver: Any, base: str, force_hlsjs: bool) -> dict[str, Any]:
             "console": severe_console_entries(driver)}
 
 
+async def hevc_page(tmp_path: Path, browser: Any, artifacts: Path, clip: ChunkedClip,
+                    through_hlsjs: bool, screenshot: str) -> dict[str, Any]:
+    """Publish the HEVC clip, open its card; skip where this Chromium decodes HEVC."""
+    async with running_server(tmp_path) as server:
+        key = await server.store.create_channel("hevc1")  # type: ignore[union-attr]
+        async with publishing_hevc(server, key, clip):
+            await wait_for(lambda: server.hub.is_live("hevc1"), timeout=10, what="hevc1 live")
+            base = f"http://127.0.0.1:{server.http_address[1]}"
+            result = await asyncio.to_thread(open_hevc, browser, base, through_hlsjs)
+            if result["plays_hevc"]:
+                pytest.skip("this Chromium decodes HEVC: nothing to refuse")
+            await asyncio.to_thread(browser.save_screenshot, str(artifacts / screenshot))
+    return result
+
+
 async def test_dashboard_says_once_that_this_browser_cannot_play_hevc(
     tmp_path: Path, browser: Any, artifacts: Path, hevc_clip: ChunkedClip
 ) -> None:
-    async with running_server(tmp_path) as server:
-        key = await server.store.create_channel("hevc1")  # type: ignore[union-attr]
-        async with publishing_hevc(server, key, hevc_clip):
-            await wait_for(lambda: server.hub.is_live("hevc1"), timeout=10, what="hevc1 live")
-            base = f"http://127.0.0.1:{server.http_address[1]}"
-            result = await asyncio.to_thread(open_hevc, browser, base, False)
-            if result["plays_hevc"]:
-                pytest.skip("this Chromium decodes HEVC: nothing to refuse")
-            await asyncio.to_thread(browser.save_screenshot,
-                                    str(artifacts / "dashboard-hevc.png"))
+    result = await hevc_page(tmp_path, browser, artifacts, hevc_clip, False, "dashboard-hevc.png")
     states = result["states"]
     first, last = states[0], states[-1]
     assert "cannot play HEVC video" in result["card_note"]
@@ -132,16 +138,8 @@ async def test_dashboard_says_once_that_this_browser_cannot_play_hevc(
 async def test_dashboard_stops_on_the_first_hlsjs_codec_error(
     tmp_path: Path, browser: Any, artifacts: Path, hevc_clip: ChunkedClip
 ) -> None:
-    async with running_server(tmp_path) as server:
-        key = await server.store.create_channel("hevc1")  # type: ignore[union-attr]
-        async with publishing_hevc(server, key, hevc_clip):
-            await wait_for(lambda: server.hub.is_live("hevc1"), timeout=10, what="hevc1 live")
-            base = f"http://127.0.0.1:{server.http_address[1]}"
-            result = await asyncio.to_thread(open_hevc, browser, base, True)
-            if result["plays_hevc"]:
-                pytest.skip("this Chromium decodes HEVC: nothing to refuse")
-            await asyncio.to_thread(browser.save_screenshot,
-                                    str(artifacts / "dashboard-hevc-hlsjs.png"))
+    result = await hevc_page(tmp_path, browser, artifacts, hevc_clip, True,
+                             "dashboard-hevc-hlsjs.png")
     states = result["states"]
     first, last = states[0], states[-1]
     assert last["fatal"] == 1, states  # before: a fatal error and a retry every few seconds

@@ -25,8 +25,8 @@ from tests.m3u8 import Playlist, parse_playlist
 pytestmark = pytest.mark.integration
 
 # The RTMP side tells a deliberate stop (FCUnpublish/deleteStream) from a dropped
-# connection through on_end(..., unpublished=True) (interface 1 of issue 9). Until
-# rtmp/server.py passes it, an unpublish looks like a drop and waits the grace period.
+# connection through on_end(..., unpublished=True); the hub ends the playlist at once
+# on the first and keeps the grace period for the second.
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s of 320x180 H.264 at ~300 kbit/s + 64 kbit/s AAC: many small frames per byte."""
