@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -173,12 +174,26 @@ def progress(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
+async def _stoppable(coro: Coroutine[Any, Any, int]) -> int:
+    """Run `coro`; SIGTERM cancels it, so its `finally` blocks stop the servers it started."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await coro
+
+
 def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        run = asyncio.run
+    else:
+        run = uvloop.run
+    try:
+        return run(_stoppable(coro))
+    except asyncio.CancelledError:
+        progress("stopped by SIGTERM")
+        return 143
 
 
 def main(argv: Sequence[str] | None = None) -> int:
