@@ -36,17 +36,8 @@ SMOKE_CLIP = ClipSpec(seconds=6, size="640x360", video_kbps=800, audio_kbps=96, 
 
 def ensure_clip(spec: ClipSpec, cache: Path = DEFAULT_CACHE) -> Path:
     """The cached clip for spec, encoding it first if needed."""
-    path = cache / spec.filename
-    if path.exists() and path.stat().st_size > 0:
-        return path
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise RuntimeError("ffmpeg not found: apt-get install -y ffmpeg")
-    cache.mkdir(parents=True, exist_ok=True)
     gop = round(spec.gop_seconds * spec.fps)
-    partial = path.with_suffix(".partial.flv")
-    cmd = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+    return encode_cached(cache / spec.filename, [
         "-f", "lavfi", "-i", f"testsrc2=size={spec.size}:rate={spec.fps}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-t", str(spec.seconds), "-vf", "noise=alls=12:allf=t",
@@ -54,9 +45,24 @@ def ensure_clip(spec: ClipSpec, cache: Path = DEFAULT_CACHE) -> Path:
         "-b:v", f"{spec.video_kbps}k", "-maxrate", f"{spec.video_kbps}k",
         "-bufsize", f"{spec.video_kbps}k",
         "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-c:a", "aac", "-b:a", f"{spec.audio_kbps}k", "-ac", "2",
-        "-f", "flv", str(partial),
-    ]
+        "-c:a", "aac", "-b:a", f"{spec.audio_kbps}k", "-ac", "2", "-f", "flv",
+    ])
+
+
+def encode_cached(path: Path, ffmpeg_args: list[str]) -> Path:
+    """`path`, encoded by ffmpeg with these arguments unless a finished copy is cached.
+
+    The encoder writes to a partial file renamed at the end, so an interrupted
+    encode never leaves a truncated clip that later runs would take as finished.
+    """
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg not found: apt-get install -y ffmpeg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial" + path.suffix)
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *ffmpeg_args, str(partial)]
     subprocess.run(cmd, check=True, timeout=ENCODE_TIMEOUT)
     partial.replace(path)
     return path

@@ -10,15 +10,13 @@ AAC. The tags replay through `ChunkedClip` like any FLV file.
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 from rtmp.amf0 import encode_values
 
-from .clip import DEFAULT_CACHE, ENCODE_TIMEOUT
+from .clip import DEFAULT_CACHE, encode_cached
 from .flvfile import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, FlvTag
 
 HEVC_FOURCC = b"hvc1"
@@ -31,24 +29,13 @@ _MS = Fraction(1, 1000)
 
 def ensure_hevc_clip(cache: Path = DEFAULT_CACHE, seconds: int = 6) -> Path:
     """A cached 640x360 HEVC (libx265, 1 s GOP) + AAC MP4."""
-    path = cache / f"clip-hevc-640x360-30fps-{seconds}s.mp4"
-    if path.exists() and path.stat().st_size > 0:
-        return path
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise RuntimeError("ffmpeg not found: apt-get install -y ffmpeg")
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.mp4")
-    subprocess.run([
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+    return encode_cached(cache / f"clip-hevc-640x360-30fps-{seconds}s.mp4", [
         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-t", str(seconds), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
         "-x265-params", "keyint=30:min-keyint=30:scenecut=0:log-level=error",
-        "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "96k", "-ac", "2", str(partial),
-    ], check=True, timeout=ENCODE_TIMEOUT)
-    partial.replace(path)
-    return path
+        "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
+    ])
 
 
 def hevc_flv_tags(path: Path) -> list[FlvTag]:
