@@ -119,6 +119,9 @@ class MediaServer:
         self.rtmp: RtmpServer | None = None
         self.rtmp_address: tuple[str, int] = ("", 0)
         self.http_address: tuple[str, int] = ("", 0)
+        # A worker's own HTTP listener (set when several workers share the public
+        # port, which cannot address one of them); None for a single process.
+        self.private_http_address: tuple[str, int] | None = None
         self.urls: PublicUrls | None = None
         self.first_start = FirstStart(None, False)
         self._runner: web.AppRunner | None = None
@@ -202,6 +205,20 @@ class MediaServer:
             self.rtmp_address[0], self.rtmp_address[1], config.app,
             self.http_address[0], self.http_address[1],
         )
+
+    @property
+    def node_address(self) -> tuple[str, int]:
+        """Where other nodes reach this node's HTTP (origin fetches, cluster calls).
+
+        `--advertise` wins; else a worker's private listener; else the HTTP listener,
+        with a wildcard host replaced by this box's name, which peers can resolve.
+        """
+        if self.config.advertise is not None:
+            return self.config.advertise
+        host, port = self.private_http_address or self.http_address
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return host, port
 
     def build_http_app(self) -> web.Application:
         assert self.store is not None and self.urls is not None

@@ -63,6 +63,18 @@ def _optional_str(value: str) -> str | None:
     return value or None
 
 
+def _workers(value: str) -> int:
+    """A worker count, or `auto`: the cores this process may run on."""
+    if value.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    return _positive_int(value)
+
+
+def _optional_hostport(value: str) -> tuple[str, int] | None:
+    return parse_hostport(value) if value else None
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     name: str  # attribute name; the flag is --name-with-dashes, the env MEDIASERVER_NAME
@@ -126,6 +138,16 @@ OPTIONS: tuple[Option, ...] = (
     # connection idle for much longer than that is a player that has gone.
     Option("http_keepalive_timeout", _positive_float, 15.0,
            "close an idle HTTP keep-alive connection after this long", "SECONDS"),
+    # Cluster (SPEC "Cluster (Redis)"): more than one worker or box needs a Redis store.
+    Option("workers", _workers, "1",
+           "worker processes sharing the RTMP and HTTP ports (auto: one per usable core); "
+           "more than one needs --store redis://", "N|auto"),
+    Option("advertise", _optional_hostport, None,
+           "HOST:PORT other nodes use to reach this node's HTTP (default: the address it "
+           "listens on)", "HOST:PORT"),
+    Option("edge", _choice("proxy", "redirect"), "proxy",
+           "how a node serves a channel whose publisher is on another node: fetch and cache "
+           "from it, or answer 302 to it", "proxy|redirect"),
 )
 
 
@@ -154,6 +176,9 @@ class Config:
     max_http_connections: int
     http_header_timeout: float
     http_keepalive_timeout: float
+    workers: int
+    advertise: tuple[str, int] | None
+    edge: str
 
     def replace(self, **changes: Any) -> Config:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
