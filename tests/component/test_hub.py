@@ -326,6 +326,46 @@ async def test_an_ended_channel_holds_no_publisher_session_or_segmenter() -> Non
     assert publisher_ref() is None
 
 
+async def _ended_after_unpublish(rig: Rig) -> weakref.ref[object]:
+    """Publish a clip, stop on purpose (ENDLIST at once); a weak reference to its segmenter."""
+    publisher = rig.publish()
+    feed(publisher, av_clip())
+    await settle()
+    segmenter_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
+    publisher.on_end("stop", unpublished=True)
+    await settle()
+    return segmenter_ref
+
+
+async def test_a_dropped_channel_frees_its_segments_without_waiting_for_the_collector(
+) -> None:
+    # Reference counting alone must free a forgotten channel: a reference cycle left
+    # for the cyclic collector kept each churned channel's segments for minutes.
+    rig = Rig()
+    gc.disable()
+    try:
+        segmenter_ref = await _ended_after_unpublish(rig)
+        assert segmenter_ref() is not None  # still served within the ended retention
+        rig.clock.now += RETENTION
+        rig.hub.sweep()
+        assert rig.hub.channels == {}
+        assert segmenter_ref() is None
+    finally:
+        gc.enable()
+
+
+async def test_a_republish_frees_the_ended_playlist_it_replaces_at_once() -> None:
+    rig = Rig()
+    gc.disable()
+    try:
+        segmenter_ref = await _ended_after_unpublish(rig)
+        rig.publish()  # a new playlist for the same channel, before the retention ran out
+        assert rig.hub.channels["cam"].segmenter is not segmenter_ref()
+        assert segmenter_ref() is None
+    finally:
+        gc.enable()
+
+
 async def test_a_taken_over_publisher_holds_nothing_of_the_channel() -> None:
     rig = Rig()
     old = rig.publish()
