@@ -223,7 +223,7 @@ class _Handlers:
             return None
         if not CHANNEL_NAME.fullmatch(channel):
             return None
-        query = RemoteRequest(kind, channel, request.path, request.query_string)
+        query = RemoteRequest(kind, channel, request.path, request.rel_url.raw_query_string)
         try:
             return await self._remote.fetch(query)
         except Exception:

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
+from yarl import URL
 
 from hls.http import add_hls_routes
 from hls.remote import EDGE_HEADER, Kind, RemoteRequest
@@ -370,11 +371,13 @@ async def test_redirect_mode_answers_302_to_the_same_url_on_the_origin() -> None
     app = web.Application()
     add_hls_routes(app, {}.get, remote=edge)
     async with TestClient(TestServer(app)) as client:
-        response = await client.get("/live/cam/index.m3u8?_HLS_msn=3&t=1",
+        # The query goes as sent, escapes and all.
+        query = "_HLS_msn=3&t=a%26b%20c"
+        response = await client.get(URL(f"/live/cam/index.m3u8?{query}", encoded=True),
                                     allow_redirects=False)
         assert response.status == 302
         assert response.headers["Location"] == (
-            "http://10.0.0.7:8080/live/cam/index.m3u8?_HLS_msn=3&t=1")
+            f"http://10.0.0.7:8080/live/cam/index.m3u8?{query}")
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         response = await client.get("/live/cam/seg-5.ts", allow_redirects=False)
