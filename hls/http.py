@@ -37,6 +37,7 @@ from .remote import (
     Found,
     Kind,
     Missing,
+    Redirect,
     RemoteAnswer,
     RemoteRequest,
     RemoteSource,
@@ -271,7 +272,7 @@ def _conditional(request: web.Request, version: _PlaylistVersion) -> web.Respons
     return web.Response(body=chosen.body, headers=chosen.headers)
 
 
-def _not_served(answer: RemoteAnswer | None) -> web.Response:
+def _not_served(answer: Redirect | Missing | Failed | None) -> web.Response:
     """A remote answer that is not content: redirect, 404 or an origin's failure."""
     if answer is None:
         return _not_found("unknown channel")
@@ -281,8 +282,6 @@ def _not_served(answer: RemoteAnswer | None) -> web.Response:
     headers = {"Cache-Control": "no-store"} | _CORS
     if isinstance(answer, Failed):
         return web.Response(status=answer.status, text=answer.reason + "\n", headers=headers)
-    if isinstance(answer, Found):  # pragma: no cover - the callers serve content themselves
-        raise TypeError("content is served by the caller")
     return web.Response(status=302, headers=headers | {"Location": answer.location})
 
 
