@@ -11,6 +11,10 @@ gzipped when the request accepts it (RFC 8216 6.2.1's SHOULDs). Every viewer
 of a channel asks for the same few hundred bytes until the next segment, so
 the body, its ETag and its gzipped form are made once per playlist change
 (keyed on the identity of the text the playlist model caches), never per request.
+
+A channel not held here may be held by another node: with a RemoteSource
+(hls/remote.py) the handlers ask it and serve its answer with the same headers
+as a local channel's, so a player cannot tell which node holds the publisher.
 """
 
 from __future__ import annotations
@@ -27,6 +31,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .names import CHANNEL_NAME
+from .remote import (
+    EDGE_HEADER,
+    Failed,
+    Found,
+    Kind,
+    Missing,
+    Redirect,
+    RemoteAnswer,
+    RemoteRequest,
+    RemoteSource,
+)
 from .segmenter import Segmenter
 
 log = logging.getLogger("hls.http")
@@ -60,14 +75,16 @@ def add_hls_routes(
     prefix: str = "/live",
     on_request: RequestHook | None = None,
     segment_max_age: int = SEGMENT_MAX_AGE,
+    remote: RemoteSource | None = None,
 ) -> None:
     """Serve ``{prefix}/{channel}/index.m3u8`` and ``{prefix}/{channel}/{segment}.ts``.
 
-    `lookup` maps a channel name to its segmenter (None: not live/unknown).
+    `lookup` maps a channel name to its segmenter (None: not live/unknown); `remote` is
+    asked for channels the lookup does not know (another node may hold them).
     `on_request(kind, status, channel, client)` sees every answer; kind is "playlist",
     "segment" or "preflight".
     """
-    handlers = _Handlers(lookup, on_request, segment_max_age)
+    handlers = _Handlers(lookup, on_request, segment_max_age, remote)
     playlist = app.router.add_resource(f"{prefix}/{{channel}}/index.m3u8")
     playlist.add_route("GET", handlers.playlist)
     playlist.add_route("HEAD", handlers.playlist)
@@ -99,81 +116,120 @@ class _Representation:
 
 @dataclass(frozen=True, slots=True)
 class _PlaylistVersion:
-    """A playlist text as served: identity and gzip forms, made once per change."""
+    """A playlist body as served: identity and gzip forms, made once per change."""
 
-    text: str  # the model's cached text; a new object means a new version
     identity: _Representation
     gzipped: _Representation
 
     @classmethod
-    def of(cls, text: str) -> _PlaylistVersion:
-        body = text.encode()
+    def of(cls, body: bytes) -> _PlaylistVersion:
+        # A digest of the body: every node serving the same playlist gives the same ETag.
         tag = hashlib.blake2b(body, digest_size=12).hexdigest()
         # A gzipped body is another representation, so it gets its own strong ETag.
         identity = _Representation.make(body, f'"{tag}"', None)
         packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-        return cls(text, identity, _Representation.make(packed, f'"{tag}-gzip"', "gzip"))
+        return cls(identity, _Representation.make(packed, f'"{tag}-gzip"', "gzip"))
 
 
 class _Handlers:
-    __slots__ = ("_lookup", "_on_request", "_playlists", "_segment_cache")
+    __slots__ = ("_lookup", "_on_request", "_playlists", "_remote", "_remote_playlists",
+                 "_segment_cache")
 
     def __init__(
         self,
         lookup: Callable[[str], Segmenter | None],
         on_request: RequestHook | None,
         segment_max_age: int,
+        remote: RemoteSource | None = None,
     ) -> None:
         self._lookup = lookup
         self._on_request = on_request
+        self._remote = remote
         self._segment_cache = f"public, max-age={segment_max_age}, immutable"
-        # Per segmenter, the last version served; goes away with the segmenter.
-        self._playlists: weakref.WeakKeyDictionary[Segmenter, _PlaylistVersion] = (
+        # Per segmenter, the last text served (the model's cached object: a new object
+        # means a new version) and its version; goes away with the segmenter.
+        self._playlists: weakref.WeakKeyDictionary[Segmenter, tuple[str, _PlaylistVersion]] = (
+            weakref.WeakKeyDictionary()
+        )
+        # Per remote body, its version; goes away when the source lets go of the body.
+        self._remote_playlists: weakref.WeakKeyDictionary[Found, _PlaylistVersion] = (
             weakref.WeakKeyDictionary()
         )
 
     async def playlist(self, request: web.Request) -> web.Response:
         segmenter = self._find(request.match_info["channel"])
         if segmenter is None:
-            return self._done(request, "playlist", _not_found("unknown channel"))
+            return self._done(request, "playlist", await self.remote_playlist(request))
         if not segmenter.playlist_ready:
             text = "no segments yet: the stream has started, retry in a moment"
             return self._done(request, "playlist", _not_found(text))
-        version = self._version(segmenter)
-        headers = request.headers
-        if _accepts_gzip(headers.get("Accept-Encoding")):
-            chosen = version.gzipped
-        else:
-            chosen = version.identity
-        if _etag_matches(headers.get("If-None-Match"), chosen.etag):
-            response = web.Response(status=304, headers=chosen.not_modified_headers)
-        else:
-            response = web.Response(body=chosen.body, headers=chosen.headers)
-        return self._done(request, "playlist", response)
+        return self._done(request, "playlist", _conditional(request, self._version(segmenter)))
 
     def _version(self, segmenter: Segmenter) -> _PlaylistVersion:
         text = segmenter.render_playlist()
-        version = self._playlists.get(segmenter)
-        if version is None or version.text is not text:
-            version = _PlaylistVersion.of(text)
-            self._playlists[segmenter] = version
+        known = self._playlists.get(segmenter)
+        if known is not None and known[0] is text:
+            return known[1]
+        version = _PlaylistVersion.of(text.encode())
+        self._playlists[segmenter] = (text, version)
         return version
 
     async def segment(self, request: web.Request) -> web.Response:
+        stem = request.match_info["segment"]
+        if not SEGMENT_STEM.fullmatch(stem):
+            return self._done(request, "segment", _not_found("segment expired or unknown"))
         segmenter = self._find(request.match_info["channel"])
         if segmenter is None:
-            return self._done(request, "segment", _not_found("unknown channel"))
-        stem = request.match_info["segment"]
-        data = segmenter.segment(f"{stem}.ts") if SEGMENT_STEM.fullmatch(stem) else None
+            response = await self.remote_media(request, SEGMENT_TYPE)
+            return self._done(request, "segment", response)
+        data = segmenter.segment(f"{stem}.ts")
         if data is None:
             return self._done(request, "segment", _not_found("segment expired or unknown"))
+        return self._done(request, "segment", self._media(request, data, SEGMENT_TYPE))
+
+    def _media(self, request: web.Request, data: bytes | bytearray, content_type: str
+               ) -> web.Response:
         headers = {
-            "Content-Type": SEGMENT_TYPE,
+            "Content-Type": content_type,
             "Cache-Control": self._segment_cache,
             "Accept-Ranges": "bytes",
         } | _CORS
-        response = _ranged(request.headers.get("Range"), data, headers)
-        return self._done(request, "segment", response)
+        return _ranged(request.headers.get("Range"), data, headers)
+
+    # ---- channels held by another node ------------------------------------------------
+    # Public so that routes added later (LL-HLS playlists, parts, init sections) answer
+    # for remote channels the same way: any playlist, any immutable media resource.
+
+    async def remote_playlist(self, request: web.Request) -> web.Response:
+        """A playlist of a channel not held here, from the remote source if it has one."""
+        answer = await self._ask_remote(request, Kind.PLAYLIST)
+        if isinstance(answer, Found):
+            version = self._remote_playlists.get(answer)
+            if version is None:
+                version = self._remote_playlists[answer] = _PlaylistVersion.of(answer.body)
+            return _conditional(request, version)
+        return _not_served(answer)
+
+    async def remote_media(self, request: web.Request, content_type: str) -> web.Response:
+        """A segment, part or init section of a channel not held here."""
+        answer = await self._ask_remote(request, Kind.MEDIA)
+        if isinstance(answer, Found):
+            return self._media(request, answer.body, content_type)
+        return _not_served(answer)
+
+    async def _ask_remote(self, request: web.Request, kind: Kind) -> RemoteAnswer | None:
+        channel = request.match_info["channel"]
+        # Another node's edge asks only for what this node holds: never pass it on.
+        if self._remote is None or EDGE_HEADER in request.headers:
+            return None
+        if not CHANNEL_NAME.fullmatch(channel):
+            return None
+        query = RemoteRequest(kind, channel, request.path, request.rel_url.raw_query_string)
+        try:
+            return await self._remote.fetch(query)
+        except Exception:
+            log.exception("remote source failed channel=%s path=%s", channel, request.path)
+            return Failed(502, "origin fetch failed")
 
     async def preflight(self, request: web.Request) -> web.Response:
         requested = request.headers.get("Access-Control-Request-Headers", "").strip()
@@ -204,6 +260,29 @@ _CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": EXPOSED_HEADERS,
 }
+
+
+def _conditional(request: web.Request, version: _PlaylistVersion) -> web.Response:
+    """The playlist version the request accepts (gzip or not), or 304 if it has it."""
+    headers = request.headers
+    gzipped = _accepts_gzip(headers.get("Accept-Encoding"))
+    chosen = version.gzipped if gzipped else version.identity
+    if _etag_matches(headers.get("If-None-Match"), chosen.etag):
+        return web.Response(status=304, headers=chosen.not_modified_headers)
+    return web.Response(body=chosen.body, headers=chosen.headers)
+
+
+def _not_served(answer: Redirect | Missing | Failed | None) -> web.Response:
+    """A remote answer that is not content: redirect, 404 or an origin's failure."""
+    if answer is None:
+        return _not_found("unknown channel")
+    if isinstance(answer, Missing):
+        return _not_found(answer.reason)
+    # no-store: the origin may change (failover), so neither may be cached.
+    headers = {"Cache-Control": "no-store"} | _CORS
+    if isinstance(answer, Failed):
+        return web.Response(status=answer.status, text=answer.reason + "\n", headers=headers)
+    return web.Response(status=302, headers=headers | {"Location": answer.location})
 
 
 @functools.lru_cache(maxsize=_ACCEPT_ENCODING_CACHE)

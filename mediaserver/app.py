@@ -29,6 +29,7 @@ from control_api.webhooks import WebhookSender
 from hls.http import add_hls_routes
 from rtmp.server import RtmpServer
 
+from .cluster.edge import Locate, ProxyEdge, RedirectEdge, make_edge
 from .config import Config
 from .dashboard import Dashboard
 from .fdlimit import plan_caps, raise_fd_limit
@@ -132,6 +133,10 @@ class MediaServer:
         self.http_gate: HttpGate | None = None
         self._stopped = False
         self._node = f"{os.uname().nodename}:{os.getpid()}"
+        # Where another node holds a channel (set by the cluster layer before start);
+        # with it, playback URLs of channels held elsewhere are served through the edge.
+        self.cluster_locate: Locate | None = None
+        self.edge: ProxyEdge | RedirectEdge | None = None
 
     async def start(self) -> None:
         """Start every part; if one fails, whatever had started is closed again.
@@ -177,6 +182,10 @@ class MediaServer:
         self.http_address = http_sock.getsockname()[:2]
         self.rtmp_address = rtmp_sock.getsockname()[:2]
         self.urls = public_urls(config, self.rtmp_address[1], self.http_address[1])
+        if self.cluster_locate is not None:
+            self.edge = make_edge(config, self.cluster_locate, self._node)
+            stack.push_async_callback(self.edge.close)  # after HTTP has stopped
+            self.metrics.sources.append(self.edge.metrics)
         self._runner = web.AppRunner(self.build_http_app(), access_log=None,
                                      handle_signals=False,
                                      keepalive_timeout=config.http_keepalive_timeout)
@@ -224,7 +233,7 @@ class MediaServer:
         assert self.store is not None and self.urls is not None
         traffic = self.metrics.traffic
         app = web.Application(client_max_size=64 * 1024)
-        add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request)
+        add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request, remote=self.edge)
         self.thumbnails.add_routes(app)
         self.metrics.add_routes(app)
         Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)

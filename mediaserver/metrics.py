@@ -151,6 +151,7 @@ class ServerCollector(Collector):
         segments: SegmentDurations,
         thumbnails: Callable[[], ThumbnailStats] | None = None,
         http: Callable[[], HttpGate | None] | None = None,
+        sources: list[Callable[[], Iterable[Metric]]] | None = None,
     ) -> None:
         self._hub = hub
         self._rtmp = rtmp
@@ -158,6 +159,7 @@ class ServerCollector(Collector):
         self._segments = segments
         self._thumbnails = thumbnails
         self._http = http
+        self._sources = sources if sources is not None else []
 
     def describe(self) -> Iterable[Metric]:
         return []  # names are fixed; skip the registry's trial collect at register time
@@ -170,6 +172,8 @@ class ServerCollector(Collector):
         yield from self._hls_metrics()
         if self._thumbnails is not None:
             yield from self._thumbnail_metrics(self._thumbnails())
+        for source in self._sources:
+            yield from source()
 
     def _rtmp_metrics(self) -> Iterator[Metric]:
         rtmp = self._rtmp()
@@ -368,10 +372,12 @@ class ServerMetrics:
     ) -> None:
         self.traffic = HlsTraffic()
         self.segments = SegmentDurations()
+        # More series read at scrape time by parts that exist only in some set-ups (the edge).
+        self.sources: list[Callable[[], Iterable[Metric]]] = []
         hub.segment_listeners.append(self.segments.observe)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServerCollector(hub, rtmp, self.traffic, self.segments,
-                                               thumbnails, http))
+                                               thumbnails, http, self.sources))
         # CPU, memory, file descriptors, GC: the standard process_* and python_* series.
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -85,13 +85,20 @@ async def wait_for(predicate: Callable[[], Awaitable[T | None] | T | None], time
 
 
 @contextlib.asynccontextmanager
-async def running_server(data_dir: Path, **options: Any) -> AsyncIterator[MediaServer]:
-    """The whole server in this test's loop, on 127.0.0.1 ephemeral ports."""
+async def running_server(data_dir: Path, *,
+                         before_start: Callable[[MediaServer], None] | None = None,
+                         **options: Any) -> AsyncIterator[MediaServer]:
+    """The whole server in this test's loop, on 127.0.0.1 ephemeral ports.
+
+    `before_start` may set what the cluster layer would (`cluster_locate`).
+    """
     flags = {"rtmp": "127.0.0.1:0", "http": "127.0.0.1:0", "data_dir": str(data_dir),
              "log_level": "info"}
     flags.update({k: str(v) for k, v in options.items()})
     config = load_config(flags, env={})
     server = MediaServer(config)
+    if before_start is not None:
+        before_start(server)
     await server.start()
     try:
         yield server

@@ -1,0 +1,184 @@
+"""Playlists of channels held elsewhere: one origin fetch per channel in flight, briefly shared.
+
+A playlist changes with every segment (or part), so it cannot be kept like a
+segment; but every viewer polling an edge wants the same bytes. Requests for one
+playlist (same channel, path and HLS directives) share one fetch in flight, and
+its answer stays fresh for PLAYLIST_FRESH_SECONDS, so however many viewers poll
+an edge, the origin sees about one. Refetches are conditional (If-None-Match),
+so an unchanged playlist costs the origin a 304.
+
+The last good copy of each playlist is kept: when the origin cannot be reached,
+answers 404 or the registry says nobody holds the channel, viewers get that copy
+(as it was: no ENDLIST added) for up to the grace period after it was fetched, so
+players ride through an encoder moving to another node. A copy from any origin
+is replaced as soon as a new origin answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+from hls.remote import Failed, Found, Missing, RemoteAnswer, RemoteRequest
+
+from .edge_client import OriginClient, Outcome
+from .edge_locate import LocateError, Locator
+from .edge_metrics import EdgeStats
+from .edge_share import InFlight
+
+log = logging.getLogger("mediaserver.edge")
+
+# How long one origin answer serves every viewer of the edge. A new segment reaches
+# them at most this much later than viewers of the origin (a quarter of the default 2 s
+# target), and the origin sees at most two requests a second per playlist per edge,
+# whatever the audience: what one or two players cost (hls.js reloads every target
+# duration, every half target while nothing changed).
+PLAYLIST_FRESH_SECONDS = 0.5
+# The origin renders a playlist from memory; one target duration (2 s by default) later
+# the viewer would be polling again anyway.
+PLAYLIST_TIMEOUT = 2.0
+# An LL-HLS blocking reload is held by the origin until the part it names exists, up to
+# three target durations (RFC 8216bis 6.2.5.2); past that the origin answers anyway.
+BLOCKING_RELOAD_TIMEOUT = 8.0
+# Playlists remembered (fresh answers, last copies). Every key a viewer can make costs an
+# entry; past this the oldest go first, so varying queries cannot grow the tables.
+MAX_PLAYLIST_KEYS = 4096
+# Directives that make the origin wait (RFC 8216bis 6.2.5): the playlist's form without
+# them is what a failover falls back to.
+_BLOCKING = frozenset({"_HLS_msn", "_HLS_part"})
+
+Key = tuple[str, str, str]  # channel, path, directives
+
+
+def directives(query: str) -> str:
+    """The `_HLS_` delivery directives of a query, in their order: all an origin acts on.
+
+    Other parameters (players' cache-busters, say) mean nothing to the origin; keeping
+    them would only split one playlist into many and defeat the sharing.
+    """
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(name, value) for name, value in pairs if name.startswith("_HLS_")])
+
+
+def _form(query: str) -> str:
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(name, value) for name, value in pairs if name not in _BLOCKING])
+
+
+@dataclass(slots=True)
+class _Copy:
+    """The last playlist an origin gave for one form, for conditional refetch and failover."""
+
+    found: Found
+    origin: str
+    etag: str | None
+    fetched_at: float
+
+
+class PlaylistRelay:
+    def __init__(self, locate: Locator, client: OriginClient, stats: EdgeStats,
+                 grace_period: float, *, freshness: float = PLAYLIST_FRESH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._locate = locate
+        self._client = client
+        self._stats = stats
+        self.grace_period = grace_period
+        self.freshness = freshness
+        self._clock = clock
+        # Both oldest first: entries are re-inserted at the end whenever they change.
+        self._fresh: OrderedDict[Key, tuple[float, RemoteAnswer]] = OrderedDict()  # made at
+        self._copies: OrderedDict[Key, _Copy] = OrderedDict()
+        self._inflight: InFlight[Key, RemoteAnswer] = InFlight()
+
+    async def get(self, request: RemoteRequest) -> RemoteAnswer:
+        key = (request.channel, request.path, directives(request.query))
+        fresh = self._fresh.get(key)
+        if fresh is not None and self._clock() - fresh[0] < self.freshness:
+            self._stats.hits["playlist"] += 1
+            return fresh[1]
+        pending, shared = self._inflight.join(key, lambda: self._refresh(key))
+        if shared:
+            self._stats.hits["playlist"] += 1
+        return await pending
+
+    async def _refresh(self, key: Key) -> RemoteAnswer:
+        channel, path, query = key
+        form = (channel, path, _form(query))
+        try:
+            origin = await self._locate(channel)
+        except LocateError as exc:
+            answer = self._fallback(form) or Failed(exc.status, exc.reason)
+        else:
+            if origin is None:
+                answer = self._fallback(form) or Missing("unknown channel")
+            else:
+                answer = await self._fetch(origin, key, form)
+        self._fresh[key] = (self._clock(), answer)
+        self._fresh.move_to_end(key)
+        self._prune()
+        return answer
+
+    async def _fetch(self, origin: str, key: Key, form: Key) -> RemoteAnswer:
+        channel, path, query = key
+        copy = self._copies.get(form)
+        etag = copy.etag if copy is not None and copy.origin == origin else None
+        timeout = BLOCKING_RELOAD_TIMEOUT if _BLOCKING & _names(query) else PLAYLIST_TIMEOUT
+        url = f"{origin}{path}?{query}" if query else origin + path
+        reply = await self._client.get(url, timeout, etag)
+        self._stats.fetches[("playlist", reply.outcome.value)] += 1
+        if reply.outcome is Outcome.OK:
+            # An unchanged body keeps its object, so the handlers' rendering of it stays.
+            same = copy is not None and copy.found.body == reply.body
+            found = copy.found if same and copy is not None else Found(reply.body)
+            self._keep(form, _Copy(found, origin, reply.etag, self._clock()))
+            return found
+        if reply.outcome is Outcome.NOT_MODIFIED and etag is not None and copy is not None:
+            self._keep(form, _Copy(copy.found, origin, etag, self._clock()))
+            return copy.found
+        if reply.outcome.failure or reply.outcome is Outcome.NOT_MODIFIED:
+            log.warning("edge: playlist fetch failed channel=%s origin=%s: %s %s",
+                        channel, origin, reply.outcome.value, reply.detail)
+        fallback = self._fallback(form)
+        if fallback is not None:
+            return fallback
+        if reply.outcome is Outcome.NOT_FOUND:
+            return Missing(reply.detail or "unknown channel")
+        return reply.failed()
+
+    def _fallback(self, form: Key) -> Found | None:
+        """The last copy of this playlist, if it is within the grace period."""
+        copy = self._copies.get(form)
+        if copy is None or self._clock() - copy.fetched_at > self.grace_period:
+            return None
+        self._stats.stale_playlists += 1
+        return copy.found
+
+    def _keep(self, form: Key, copy: _Copy) -> None:
+        self._copies[form] = copy
+        self._copies.move_to_end(form)
+
+    def _prune(self) -> None:
+        """Forget fresh answers past their time and copies past the grace period."""
+        now = self._clock()
+        fresh, copies = self._fresh, self._copies
+        while fresh and (len(fresh) > MAX_PLAYLIST_KEYS
+                         or now - next(iter(fresh.values()))[0] >= self.freshness):
+            fresh.popitem(last=False)
+        while copies and (len(copies) > MAX_PLAYLIST_KEYS
+                          or now - next(iter(copies.values())).fetched_at > self.grace_period):
+            copies.popitem(last=False)
+
+    async def close(self) -> None:
+        await self._inflight.close()
+
+
+def _names(query: str) -> frozenset[str]:
+    return frozenset(name for name, _ in parse_qsl(query, keep_blank_values=True))
