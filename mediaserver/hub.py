@@ -318,29 +318,33 @@ class StreamHub:
         return [c.publisher for c in self.channels.values() if c.publisher is not None]
 
     def live_streams(self) -> list[StreamStats]:
-        target = self.settings.segment_duration
-        out = []
-        for publisher in self.publishers():
-            stats = publisher.stats
-            fps = stats.fps()
-            out.append(
-                StreamStats(
-                    channel=publisher.channel,
-                    publisher=publisher.peer,
-                    started_at=stats.started_at,
-                    video_codec=stats.video_codec,
-                    width=stats.width,
-                    height=stats.height,
-                    fps=round(fps, 2) if fps is not None else None,
-                    bitrate_bps=round(stats.bitrate_bps()),
-                    keyframe_interval=stats.keyframe_interval,
-                    audio_codec=stats.audio_codec,
-                    sample_rate=stats.sample_rate,
-                    audio_channels=stats.audio_channels,
-                    warnings=stats.warnings(target),
-                )
-            )
+        out = [self._stats_of(publisher) for publisher in self.publishers()]
         return sorted(out, key=lambda s: s.channel)
+
+    def stream_stats(self, channel: str) -> StreamStats | None:
+        live = self.channels.get(channel)
+        if live is None or live.publisher is None:
+            return None
+        return self._stats_of(live.publisher)
+
+    def _stats_of(self, publisher: Publisher) -> StreamStats:
+        stats = publisher.stats
+        fps = stats.fps()
+        return StreamStats(
+            channel=publisher.channel,
+            publisher=publisher.peer,
+            started_at=stats.started_at,
+            video_codec=stats.video_codec,
+            width=stats.width,
+            height=stats.height,
+            fps=round(fps, 2) if fps is not None else None,
+            bitrate_bps=round(stats.bitrate_bps()),
+            keyframe_interval=stats.keyframe_interval,
+            audio_codec=stats.audio_codec,
+            sample_rate=stats.sample_rate,
+            audio_channels=stats.audio_channels,
+            warnings=stats.warnings(self.settings.segment_duration),
+        )
 
     # ---- lifecycle ------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ class Cluster:
         # With no grace period a playlist ends with its publisher: nothing to carry on.
         self.carry_on = settings.grace_period > 0
         self.registry = Registry(self.redis, node, lambda: base_url(*address()),
-                                 hub.live_streams, self._on_lost)
+                                 hub.live_streams, hub.stream_stats, self._on_lost)
         self.bus = ControlBus(self.redis, node, self._on_command)
         self.blocks = Blocks(self.redis)
         self.records = ResumeRecords(self.redis, node,

@@ -73,13 +73,35 @@ redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return lost
 """
 
-# KEYS: online record. ARGV: node prefix. The holder and its address, if it is alive.
+# KEYS: online record, node set. ARGV: node prefix, streams prefix, channel. The holder
+# and its address, if it is alive. Without an origin record (the store deletes it with
+# the channel, before the kick that must still find the publisher), a node whose last
+# heartbeat listed the stream holds it.
 _LOOKUP = """
 local holder = redis.call('GET', KEYS[1])
-if not holder then return false end
+if not holder then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('HEXISTS', ARGV[2] .. id, ARGV[3]) == 1 then
+      holder = id
+      break
+    end
+  end
+  if not holder then return false end
+end
 local address = redis.call('HGET', ARGV[1] .. holder, 'address')
 if not address then return false end
 return {holder, address}
+"""
+
+# KEYS: online record, node's streams. ARGV: id, ttl ms, channel, stats JSON (or "").
+# The stream is listed at once, not at the next heartbeat: lookups fall back on it.
+_CLAIM = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
 """
 
 # KEYS: online record, node's streams. ARGV: id, channel. Lets go only of our own.
@@ -172,6 +194,7 @@ class Registry:
         node: str,
         address: Callable[[], str],
         local_streams: Callable[[], list[StreamStats]],
+        stream_stats: Callable[[str], StreamStats | None],
         on_lost: Callable[[str, str], None],
         ttl: float = NODE_TTL_SECONDS,
     ) -> None:
@@ -179,6 +202,7 @@ class Registry:
         self.node = node
         self._address = address
         self._local_streams = local_streams
+        self._stream_stats = stream_stats
         self._on_lost = on_lost
         self._ttl_ms = max(1, round(ttl * 1000))
         self.started_at = time.time()
@@ -186,6 +210,7 @@ class Registry:
         self.cache = LocateCache()
         self._heartbeat = redis.register_script(_HEARTBEAT)
         self._lookup = redis.register_script(_LOOKUP)
+        self._claim_script = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
         self._remote_streams = redis.register_script(_REMOTE_STREAMS)
         self._wanted: set[str] = set()  # live here: this node should hold them
@@ -254,7 +279,10 @@ class Registry:
         self._writes.spawn(self._claim(channel), f"claim channel={channel}")
 
     async def _claim(self, channel: str) -> None:
-        await self._redis.set(ONLINE_PREFIX + channel, self.node, px=self._ttl_ms)
+        stats = self._stream_stats(channel)
+        await self._claim_script(
+            keys=[ONLINE_PREFIX + channel, STREAMS_PREFIX + self.node],
+            args=[self.node, self._ttl_ms, channel, stats_to_json(stats) if stats else ""])
         if channel in self._wanted:
             self._claimed.add(channel)
         else:  # released while the claim was on its way: undo it
@@ -282,7 +310,8 @@ class Registry:
 
     async def holder(self, channel: str) -> tuple[str, str] | None:
         """(node id, base URL) of the live node holding the channel, if any."""
-        found = await self._lookup(keys=[ONLINE_PREFIX + channel], args=[NODE_PREFIX])
+        found = await self._lookup(keys=[ONLINE_PREFIX + channel, NODES_SET],
+                                   args=[NODE_PREFIX, STREAMS_PREFIX, channel])
         if not found:
             return None
         return str(found[0]), str(found[1])

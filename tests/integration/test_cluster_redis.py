@@ -54,7 +54,7 @@ class FakeNode:
         self.streams: dict[str, StreamStats] = {}
         self.lost: list[tuple[str, str]] = []
         self.registry = Registry(redis, node, lambda: f"http://127.0.0.1:{port}",
-                                 lambda: list(self.streams.values()),
+                                 lambda: list(self.streams.values()), self.streams.get,
                                  lambda channel, holder: self.lost.append((channel, holder)),
                                  ttl=ttl)
 
