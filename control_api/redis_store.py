@@ -50,6 +50,9 @@ RETRIES = 1
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 # Upper bound on concurrent Redis connections from one process.
 MAX_CONNECTIONS = 64
+# A call that finds all of them busy (a burst of publishes after a node failed) waits
+# this long for one to come free instead of failing at once.
+POOL_WAIT_SECONDS = 1.0
 # Keys per SCAN round trip when listing online channels.
 SCAN_COUNT = 500
 
@@ -95,9 +98,9 @@ def describe(url: str) -> str:
 
 
 def connect(url: str) -> aioredis.Redis:
-    """A pooled client with the timeouts above (no I/O until first used); shared by
+    """A pooled client with the limits above (no I/O until first used); shared by
     the store and the cluster layer so both fail fast the same way."""
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
@@ -105,7 +108,9 @@ def connect(url: str) -> aioredis.Redis:
         retry=Retry(NoBackoff(), RETRIES),
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
         max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisStore:

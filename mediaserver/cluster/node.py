@@ -75,7 +75,9 @@ class Cluster:
         self.hub.segment_listeners.append(self._on_segment)
         await self.bus.start()
         loop = asyncio.get_running_loop()
-        self._loops = [loop.create_task(self.registry.run()), loop.create_task(self.records.run())]
+        self._loops = [loop.create_task(self.registry.run()),
+                       loop.create_task(self.registry.run_writes()),
+                       loop.create_task(self.records.run())]
         log.info("cluster: node %s joins, reachable at %s", self.node, base_url(*self.address()))
 
     async def stop(self) -> None:

@@ -30,7 +30,6 @@ from control_api.live import StreamStats
 
 from .keys import NODE_PREFIX, NODES_SET, ONLINE_PREFIX, STREAMS_PREFIX
 from .records import RecordError, stats_from_json, stats_to_json
-from .tasks import Background
 
 log = logging.getLogger("mediaserver.cluster.registry")
 
@@ -48,6 +47,10 @@ LOCATE_CACHE_SECONDS = 1.0
 # Channels remembered by the locate cache; viewers may ask for any name, and this
 # bounds what they can make a node remember.
 LOCATE_CACHE_MAX = 10_000
+# How long a release waits to be written when its caller must know it is (a node
+# answering a handoff), and the pause before writing again after a failure.
+WRITE_WAIT_SECONDS = 0.5
+WRITE_RETRY_SECONDS = 1.0
 
 # KEYS: node record, node set, node's streams. ARGV: id, ttl ms, address, pid,
 # started_at, online prefix, then (channel, stats JSON) pairs of the channels this
@@ -210,13 +213,16 @@ class Registry:
         self.cache = LocateCache()
         self._heartbeat = redis.register_script(_HEARTBEAT)
         self._lookup = redis.register_script(_LOOKUP)
-        self._claim_script = redis.register_script(_CLAIM)
+        self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
         self._remote_streams = redis.register_script(_REMOTE_STREAMS)
         self._wanted: set[str] = set()  # live here: this node should hold them
         self._claimed: set[str] = set()  # claimed in Redis; renewed by heartbeats
+        self._dirty: set[str] = set()  # to claim or release (per _wanted) in Redis
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
-        self._writes = Background()
 
     # ---- heartbeat -----------------------------------------------------------------
 
@@ -240,8 +246,6 @@ class Registry:
 
     async def heartbeat(self) -> None:
         """One round: node record, streams and origin records, in one Redis call."""
-        for channel in sorted(self._wanted - self._claimed):
-            await self._claim(channel)  # a claim that failed earlier
         args: list[str] = [self.node, str(self._ttl_ms), self._address(), str(os.getpid()),
                            repr(self.started_at), ONLINE_PREFIX]
         for stats in self._local_streams():
@@ -271,40 +275,79 @@ class Registry:
             await pipe.execute()
 
     # ---- claims ------------------------------------------------------------------------
+    # Claims and releases only mark a channel; one writer task brings Redis in line
+    # with what is wanted now, every marked channel in one round trip. A burst of
+    # publishes (a failed node's encoders all reconnecting here) costs a few round
+    # trips, and a release can never overtake the claim it follows.
 
     def claim(self, channel: str) -> None:
         """A publish started here: this node is the channel's origin from now on."""
         self._wanted.add(channel)
         self.cache.forget(channel)
-        self._writes.spawn(self._claim(channel), f"claim channel={channel}")
-
-    async def _claim(self, channel: str) -> None:
-        stats = self._stream_stats(channel)
-        await self._claim_script(
-            keys=[ONLINE_PREFIX + channel, STREAMS_PREFIX + self.node],
-            args=[self.node, self._ttl_ms, channel, stats_to_json(stats) if stats else ""])
-        if channel in self._wanted:
-            self._claimed.add(channel)
-        else:  # released while the claim was on its way: undo it
-            await self._release_key(channel)
-
-    async def release(self, channel: str) -> None:
-        """The publish here ended: let go of the origin record if it is still ours."""
-        self._wanted.discard(channel)
-        self._claimed.discard(channel)
-        await self._release_key(channel)
+        self._mark(channel)
 
     def release_soon(self, channel: str) -> None:
+        """The publish here ended: let go of the origin record, if it is still ours."""
         self._wanted.discard(channel)
         self._claimed.discard(channel)
-        self._writes.spawn(self._release_key(channel), f"release channel={channel}")
+        self._mark(channel)
 
-    async def _release_key(self, channel: str) -> None:
-        await self._release(keys=[ONLINE_PREFIX + channel, STREAMS_PREFIX + self.node],
-                            args=[self.node, channel])
+    async def release(self, channel: str, timeout: float = WRITE_WAIT_SECONDS) -> None:
+        """release_soon(), then wait (bounded) until Redis has it."""
+        self.release_soon(channel)
+        await self.drain(timeout)
 
-    async def drain(self, timeout: float) -> None:
-        await self._writes.drain(timeout)
+    def _mark(self, channel: str) -> None:
+        self._dirty.add(channel)
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every claim and release is written; False if not within `timeout`."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def run_writes(self) -> None:
+        """The writer of claims and releases; retries after a failure."""
+        failing = False
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                batch, self._dirty = self._dirty, set()
+                try:
+                    await self._write(batch)
+                except (RedisError, OSError) as exc:
+                    self._dirty |= batch
+                    if not failing:
+                        log.warning("cluster: cannot claim or release channels (retrying): %s",
+                                    exc)
+                        failing = True
+                    await asyncio.sleep(WRITE_RETRY_SECONDS)
+                    continue
+                if failing:
+                    log.info("cluster: claims and releases reach Redis again")
+                    failing = False
+            self._idle.set()
+
+    async def _write(self, batch: set[str]) -> None:
+        claimed = [channel for channel in batch if channel in self._wanted]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel in batch:
+                keys = [ONLINE_PREFIX + channel, STREAMS_PREFIX + self.node]
+                if channel in self._wanted:
+                    stats = self._stream_stats(channel)
+                    await self._claim(keys=keys, args=[
+                        self.node, self._ttl_ms, channel, stats_to_json(stats) if stats else ""],
+                        client=pipe)
+                else:
+                    await self._release(keys=keys, args=[self.node, channel], client=pipe)
+            await pipe.execute()
+        # Released meanwhile: marked again, and released at the writer's next round.
+        self._claimed.update(channel for channel in claimed if channel in self._wanted)
 
     # ---- lookups -----------------------------------------------------------------------
 

@@ -1,8 +1,7 @@
-"""Fire-and-forget Redis writes of the cluster layer, kept track of.
+"""Work started by one event and left to run, kept track of (the bus's handlers).
 
-Hub events arrive synchronously; the Redis writes they cause run as tasks. A
-failed write is logged, never raised into the hub, and stop() can wait for the
-ones still running (a node that shuts down releases what it held).
+A Redis failure in it is logged and counted, never raised into whoever started
+it; cancel() ends what is still running when the node stops.
 """
 
 from __future__ import annotations
@@ -39,11 +38,6 @@ class Background:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout`) for the running tasks to finish."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def cancel(self) -> None:
         tasks = list(self._tasks)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -57,15 +57,31 @@ class FakeNode:
                                  lambda: list(self.streams.values()), self.streams.get,
                                  lambda channel, holder: self.lost.append((channel, holder)),
                                  ttl=ttl)
+        self.writer = asyncio.get_running_loop().create_task(self.registry.run_writes())
 
     async def publish(self, channel: str) -> None:
         self.streams[channel] = stats(channel)
         self.registry.claim(channel)
-        await self.registry.drain(2.0)
+        assert await self.registry.drain(2.0)
 
 
-async def test_heartbeat_records_node_streams_and_origin(raw: aioredis.Redis) -> None:
-    a, b = FakeNode(raw, "a", 1001), FakeNode(raw, "b", 1002)
+@pytest.fixture
+async def node(raw: aioredis.Redis) -> AsyncIterator[Callable[..., FakeNode]]:
+    """Makes FakeNodes on the test's Redis; their claim writers stop with the test."""
+    made: list[FakeNode] = []
+
+    def make(name: str, port: int, ttl: float = 5.0) -> FakeNode:
+        made.append(FakeNode(raw, name, port, ttl))
+        return made[-1]
+
+    yield make
+    for fake in made:
+        fake.writer.cancel()
+
+
+async def test_heartbeat_records_node_streams_and_origin(
+        raw: aioredis.Redis, node: Callable[..., FakeNode]) -> None:
+    a, b = node("a", 1001), node("b", 1002)
     await a.publish("cam1")
     await a.registry.heartbeat()
     await b.registry.heartbeat()
@@ -82,8 +98,9 @@ async def test_heartbeat_records_node_streams_and_origin(raw: aioredis.Redis) ->
     assert await a.registry.remote_streams() == []  # its own are read from its hub
 
 
-async def test_newest_claim_wins_and_the_old_holder_hears_of_it(raw: aioredis.Redis) -> None:
-    a, b = FakeNode(raw, "a", 1001), FakeNode(raw, "b", 1002)
+async def test_newest_claim_wins_and_the_old_holder_hears_of_it(
+        raw: aioredis.Redis, node: Callable[..., FakeNode]) -> None:
+    a, b = node("a", 1001), node("b", 1002)
     await a.publish("cam1")
     await a.registry.heartbeat()
     await b.publish("cam1")  # a takeover whose message to `a` was lost
@@ -97,17 +114,23 @@ async def test_newest_claim_wins_and_the_old_holder_hears_of_it(raw: aioredis.Re
     assert await raw.get("ms:online:cam1") == "b"
 
 
-async def test_a_release_racing_its_claim_leaves_no_record(raw: aioredis.Redis) -> None:
-    a = FakeNode(raw, "a", 1001)
+async def test_a_release_racing_its_claim_leaves_no_record(
+        raw: aioredis.Redis, node: Callable[..., FakeNode]) -> None:
+    a = node("a", 1001)
     a.registry.claim("cam1")
-    a.registry.release_soon("cam1")
-    await a.registry.drain(2.0)
+    a.registry.release_soon("cam1")  # before the writer ran: nothing is sent
+    a.registry.claim("cam2")
+    await asyncio.sleep(0)  # the writer takes cam2's claim and sends it...
+    a.registry.release_soon("cam2")  # ...and this release follows it
+    assert await a.registry.drain(2.0)
+    assert await raw.exists("ms:online:cam2") == 0
     await a.registry.heartbeat()
     assert await raw.exists("ms:online:cam1") == 0
 
 
-async def test_a_silent_node_lapses_and_is_pruned(raw: aioredis.Redis) -> None:
-    a, b = FakeNode(raw, "a", 1001, ttl=0.3), FakeNode(raw, "b", 1002)
+async def test_a_silent_node_lapses_and_is_pruned(
+        raw: aioredis.Redis, node: Callable[..., FakeNode]) -> None:
+    a, b = node("a", 1001, ttl=0.3), node("b", 1002)
     await a.publish("cam1")
     await a.registry.heartbeat()
     assert await b.registry.remote_streams() == [stats("cam1")]
@@ -123,8 +146,8 @@ async def _gone(raw: aioredis.Redis, key: str) -> bool:
 
 
 async def test_locate_is_cached_and_shared_and_rides_out_an_outage(
-        redis_server: RedisServer, raw: aioredis.Redis) -> None:
-    a, b = FakeNode(raw, "a", 1001), FakeNode(raw, "b", 1002)
+        redis_server: RedisServer, raw: aioredis.Redis, node: Callable[..., FakeNode]) -> None:
+    a, b = node("a", 1001), node("b", 1002)
     await a.publish("cam1")
     await a.registry.heartbeat()
     answers = await asyncio.gather(*(b.registry.locate("cam1") for _ in range(50)))
