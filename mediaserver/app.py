@@ -2,10 +2,9 @@
 
 Start-up order is store -> sockets and HTTP app -> cluster (with a Redis store)
 -> hub -> HTTP serving -> RTMP (publishers are let in last, once everything they
-feed exists). Every part is
-pushed onto one exit stack as it starts, so shutdown and a failed start both run
-the other way round; the hub ends every playlist with ENDLIST while HTTP still
-serves it.
+feed exists). Every part is pushed onto one exit stack as it starts, so shutdown
+and a failed start both run the other way round; the hub ends every playlist with
+ENDLIST while HTTP still serves it.
 """
 
 from __future__ import annotations

@@ -275,9 +275,9 @@ class StreamHub:
         if live is None:
             return False
         kicked = self.kick(channel, reason)
-        # The last segment is published (its numbering is what the new origin carries on).
+        # The publisher's end is queued: handling it publishes the last segment, whose
+        # numbering is what the new origin carries on.
         live.reader.flush()
-        live.segmenter.publisher_gone()
         self._drop_channel(live, reason)
         return kicked
 
@@ -288,9 +288,12 @@ class StreamHub:
         if self.channels.get(live.name) is live:
             del self.channels[live.name]
         log.info("playlist dropped from memory channel=%s (%s)", live.name, why)
+        self._notify_dropped([live.name])
+
+    def _notify_dropped(self, names: list[str]) -> None:
         for listener in self.drop_listeners:
             try:
-                listener([live.name])
+                listener(names)
             except Exception:
                 log.exception("drop listener failed")
 
@@ -361,11 +364,7 @@ class StreamHub:
                 dropped.append(name)
                 log.info("playlist dropped from memory channel=%s", name)
         if dropped:
-            for listener in self.drop_listeners:
-                try:
-                    listener(dropped)
-                except Exception:
-                    log.exception("drop listener failed")
+            self._notify_dropped(dropped)
 
     async def run_sweeper(self) -> None:
         while True:

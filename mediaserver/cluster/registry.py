@@ -222,7 +222,7 @@ class Registry:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._inflight: dict[str, asyncio.Future[str | None]] = {}
+        self._inflight: dict[str, asyncio.Task[str | None]] = {}
 
     # ---- heartbeat -----------------------------------------------------------------
 
@@ -369,19 +369,14 @@ class Registry:
         if not isinstance(cached, _Miss):
             self.stats.locate_cache_hits += 1
             return cached
-        pending = self._inflight.get(channel)
-        if pending is not None:  # viewers arriving together share one lookup
-            return await asyncio.shield(pending)
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._inflight[channel] = future
-        try:
-            url = await self._locate(channel)
-            future.set_result(url)
-            return url
-        finally:
-            del self._inflight[channel]
-            if not future.done():
-                future.cancel()
+        # Viewers arriving together share one lookup, run as its own task so that a
+        # viewer who goes away (its request cancelled) cancels nobody else's answer.
+        lookup = self._inflight.get(channel)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(self._locate(channel))
+            self._inflight[channel] = lookup
+            lookup.add_done_callback(lambda _: self._inflight.pop(channel, None))
+        return await asyncio.shield(lookup)
 
     async def _locate(self, channel: str) -> str | None:
         self.stats.locate_lookups += 1

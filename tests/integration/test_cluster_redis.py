@@ -159,6 +159,12 @@ async def test_locate_is_cached_and_shared_and_rides_out_an_outage(
     await a.publish("cam2")
     await a.registry.heartbeat()
     assert await b.registry.locate("cam2") == "http://127.0.0.1:1001"
+    c = node("c", 1003)
+    gone = asyncio.ensure_future(c.registry.locate("cam2"))
+    staying = asyncio.ensure_future(c.registry.locate("cam2"))
+    await asyncio.sleep(0)
+    gone.cancel()  # the viewer that started the lookup went away
+    assert await staying == "http://127.0.0.1:1001"
     redis_server.stop()
     await wait_for(lambda: b.registry.cache.get("cam2") is MISS, timeout=3,
                    what="the answer to expire")
