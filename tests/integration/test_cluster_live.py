@@ -350,6 +350,14 @@ async def test_a_redis_outage_leaves_live_streams_alone(
                            what="the stream listed elsewhere again")
             assert origin.hub.is_live("cam1")
 
+            # Down again: a kick that needs no other node works; one that does is a 503.
+            redis_server.stop()
+            status, body = await api(session, other, "DELETE", "/streams/cam1")
+            assert (status, body["error"]["code"]) == (503, "store_unavailable")
+            status, body = await api(session, origin, "DELETE", "/streams/cam1")
+            assert (status, body["kicked"]) == (200, True)
+            assert not origin.hub.is_live("cam1")
+
 
 # ---- small polls ------------------------------------------------------------------------
 
