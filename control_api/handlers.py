@@ -47,15 +47,14 @@ class ApiHandlers:
 
     async def list_channels(self, request: web.Request) -> web.Response:
         channels = await self.store.list_channels()
-        online = await self.store.online_channels()
+        live = await self._live_channels()
         return web.json_response(
-            {"channels": [self._channel_json(channel, online) for channel in channels]}
+            {"channels": [self._channel_json(channel, live) for channel in channels]}
         )
 
     async def get_channel(self, request: web.Request) -> web.Response:
         channel = await self._existing_channel(request.match_info["name"])
-        online = await self.store.online_channels()
-        return web.json_response(self._channel_json(channel, online))
+        return web.json_response(self._channel_json(channel, await self._live_channels()))
 
     async def rotate_key(self, request: web.Request) -> web.Response:
         name = _channel_name(request)
@@ -63,14 +62,14 @@ class ApiHandlers:
             key = await self.store.rotate_key(name)
         except ChannelNotFound:
             raise _channel_not_found(name) from None
-        self.live.kick(name, KICK_REASON_ROTATED)
+        await self.live.kick(name, KICK_REASON_ROTATED)
         return web.json_response(self.urls.credentials(name, key))
 
     async def delete_channel(self, request: web.Request) -> web.Response:
         name = _channel_name(request)
         if not await self.store.delete_channel(name):
             raise _channel_not_found(name)
-        self.live.kick(name, KICK_REASON_DELETED)
+        await self.live.kick(name, KICK_REASON_DELETED)
         return web.Response(status=204)
 
     async def validate_key(self, request: web.Request) -> web.Response:
@@ -79,7 +78,7 @@ class ApiHandlers:
         return web.json_response({"valid": channel is not None, "channel": channel})
 
     async def list_streams(self, request: web.Request) -> web.Response:
-        streams = sorted(self.live.live_streams(), key=lambda stats: stats.channel)
+        streams = sorted(await self.live.live_streams(), key=lambda stats: stats.channel)
         return web.json_response({"streams": [_stats_json(stats) for stats in streams]})
 
     async def kick_stream(self, request: web.Request) -> web.Response:
@@ -88,14 +87,14 @@ class ApiHandlers:
         if not is_valid_channel_name(name):
             raise _stream_not_live(name) if block_seconds == 0 else _channel_not_found(name)
         if block_seconds == 0:
-            if not self.live.kick(name, KICK_REASON_API):
+            if not await self.live.kick(name, KICK_REASON_API):
                 raise _stream_not_live(name)
             kicked = True
         else:
             # A ban on a name no channel has would be silently useless: refuse it.
-            if not self.live.is_live(name) and await self.store.get_channel(name) is None:
+            if not await self.live.is_live(name) and await self.store.get_channel(name) is None:
                 raise _channel_not_found(name)
-            kicked = self.live.kick(name, KICK_REASON_API, block_seconds)
+            kicked = await self.live.kick(name, KICK_REASON_API, block_seconds)
         return web.json_response(
             {"channel": name, "kicked": kicked, "block_seconds": block_seconds}
         )
@@ -106,12 +105,17 @@ class ApiHandlers:
             raise _channel_not_found(name)
         return channel
 
-    def _channel_json(self, channel: Channel, online: set[str]) -> dict[str, object]:
+    async def _live_channels(self) -> set[str]:
+        """Channels live anywhere: the store's online records (every node) and, fresher,
+        what this node holds."""
+        return await self.store.online_channels() | self.live.live_here()
+
+    def _channel_json(self, channel: Channel, live: set[str]) -> dict[str, object]:
         return {
             "name": channel.name,
             "created_at": channel.created_at,
             "key_rotated_at": channel.key_rotated_at,
-            "live": self.live.is_live(channel.name) or channel.name in online,
+            "live": channel.name in live,
             "rtmp_url": self.urls.rtmp_url(),
             "playback_url": self.urls.playback_url(channel.name),
         }
@@ -130,7 +134,7 @@ def _channel_not_found(name: str) -> ApiError:
 
 
 def _stream_not_live(name: str) -> ApiError:
-    return ApiError(404, ErrorCode.STREAM_NOT_LIVE, f"channel {name!r} is not live here")
+    return ApiError(404, ErrorCode.STREAM_NOT_LIVE, f"channel {name!r} is not live")
 
 
 def _block_seconds(request: web.Request) -> float:

@@ -1,7 +1,9 @@
 """The narrow view of the live system that the control API is handed.
 
-The composition root implements `LiveControl` (the stream hub); the API never imports
-it, so the API can be tested with a fake and the hub knows nothing about HTTP.
+The composition root implements `LiveControl`: the stream hub of a node on its own,
+or the cluster layer when several nodes share Redis (then a kick may have to reach
+another node, hence the awaits). The API never imports either, so it can be tested
+with a fake and the hub knows nothing about HTTP.
 """
 
 from __future__ import annotations
@@ -30,16 +32,26 @@ class StreamStats:
 
 
 class LiveControl(Protocol):
-    """What the API may ask of, and do to, the streams live on this node."""
+    """What the API may ask of, and do to, the streams live on any node."""
 
-    def live_streams(self) -> list[StreamStats]: ...
+    def live_here(self) -> set[str]:
+        """Channels live on this node, without I/O (the store's online records, which
+        lag a little, cover the other nodes)."""
+        ...
 
-    def is_live(self, channel: str) -> bool: ...
+    async def live_streams(self) -> list[StreamStats]:
+        """Every live stream, on every node."""
+        ...
 
-    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
-        """Close the channel's publisher; True if one was closed.
+    async def is_live(self, channel: str) -> bool:
+        """Whether some node holds a live publisher for the channel."""
+        ...
 
-        A positive `block_seconds` refuses publishes on the channel for that long,
-        whether or not anyone was live.
+    async def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
+        """Close the channel's publisher on whichever node holds it; True if one was.
+
+        A positive `block_seconds` refuses publishes on the channel for that long, on
+        every node, whether or not anyone was live. May raise StoreUnavailable when
+        the nodes cannot be reached to do so.
         """
         ...

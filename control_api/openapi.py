@@ -113,7 +113,7 @@ _SCHEMAS: Json = {
             "audio_channels": _NULLABLE_INT,
             "warnings": {"type": "array", "items": {"type": "string"}},
         },
-        "A live publish as measured at ingest on this node.",
+        "A live publish as measured at ingest on the node that holds it.",
     ),
     "StreamList": _object(
         {"streams": {"type": "array", "items": _ref("StreamStats")}}, "Live streams by channel."
@@ -269,7 +269,7 @@ _PATHS: Json = {
     "/streams": {
         "get": {
             "operationId": "listStreams",
-            "summary": "Every stream live on this node, with ingest health.",
+            "summary": "Every stream live on any node, with ingest health.",
             "responses": {
                 "200": _json(_ref("StreamList"), "Live streams."),
                 "401": _error("Unauthorized"),
@@ -282,9 +282,11 @@ _PATHS: Json = {
             "operationId": "kickStream",
             "summary": "Disconnect the channel's publisher and optionally refuse its "
             "publishes for a while.",
-            "description": "Without block_seconds (or with 0) the channel must be live here, "
-            "else 404 stream_not_live. With a positive block_seconds the block is applied even "
-            "when nobody is live, as long as the channel exists (else 404 channel_not_found).",
+            "description": "The publisher is closed on whichever node holds it. Without "
+            "block_seconds (or with 0) the channel must be live on some node, else 404 "
+            "stream_not_live. With a positive block_seconds the block is applied on every node "
+            "(and nodes that start later) even when nobody is live, as long as the channel "
+            "exists (else 404 channel_not_found).",
             "parameters": [_BLOCK_PARAM],
             "responses": {
                 "200": _json(_ref("KickResult"), "Kicked and/or blocked."),

@@ -50,6 +50,9 @@ RETRIES = 1
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 # Upper bound on concurrent Redis connections from one process.
 MAX_CONNECTIONS = 64
+# A call that finds all of them busy (a burst of publishes after a node failed) waits
+# this long for one to come free instead of failing at once.
+POOL_WAIT_SECONDS = 1.0
 # Keys per SCAN round trip when listing online channels.
 SCAN_COUNT = 500
 
@@ -84,7 +87,7 @@ return 1
 """
 
 
-def _describe(url: str) -> str:
+def describe(url: str) -> str:
     """Where the store points, without credentials, for error messages and repr."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -94,20 +97,28 @@ def _describe(url: str) -> str:
     return f"{parts.scheme}://{host}:{port}{parts.path}"
 
 
+def connect(url: str) -> aioredis.Redis:
+    """A pooled client with the limits above (no I/O until first used); shared by
+    the store and the cluster layer so both fail fast the same way."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), RETRIES),
+        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 class RedisStore:
     """ChannelStore on Redis; every Redis failure surfaces as StoreUnavailable."""
 
     def __init__(self, url: str) -> None:
-        self._where = _describe(url)
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), RETRIES),
-            health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-            max_connections=MAX_CONNECTIONS,
-        )
+        self._where = describe(url)
+        self._client: aioredis.Redis = connect(url)
         self._create = self._client.register_script(_CREATE)
         self._rotate = self._client.register_script(_ROTATE)
         self._delete = self._client.register_script(_DELETE)

@@ -87,21 +87,33 @@ class MediaPlaylist:
     )
 
     def __init__(
-        self, window: int = 6, target_duration: float = 2.0, first_sequence: int = 0
+        self,
+        window: int = 6,
+        target_duration: float = 2.0,
+        first_sequence: int = 0,
+        *,
+        discontinuity_sequence: int = 0,
+        fixed_target: int | None = None,
     ) -> None:
+        """`first_sequence`, `discontinuity_sequence` and `fixed_target` carry on a
+        playlist begun elsewhere: its numbering, and the TARGETDURATION players saw
+        (kept unless the configured target needs more)."""
         if window < 1:
             raise ValueError("window must hold at least one segment")
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
-        if first_sequence < 0:
-            raise ValueError("first_sequence must not be negative")
+        if first_sequence < 0 or discontinuity_sequence < 0:
+            raise ValueError("sequence numbers must not be negative")
         self.window = window
         self._segments: deque[SegmentEntry] = deque()
         self._media_sequence = first_sequence
-        self._discontinuity_sequence = 0
+        self._discontinuity_sequence = discontinuity_sequence
         # The configured target is a floor: players pace their reloads by it.
         self._target_duration = max(1, math.ceil(target_duration))
         self._target_fixed = False
+        if fixed_target is not None:
+            self._target_duration = max(self._target_duration, fixed_target)
+            self._target_fixed = True
         self._ended = False
         self._rendered: str | None = None  # every viewer asks for the same text until it changes
 
@@ -116,6 +128,11 @@ class MediaPlaylist:
     @property
     def discontinuity_sequence(self) -> int:
         return self._discontinuity_sequence
+
+    @property
+    def last_discontinuity_sequence(self) -> int:
+        """The discontinuity sequence number of the newest listed segment."""
+        return self._discontinuity_sequence + sum(s.discontinuity for s in self._segments)
 
     @property
     def next_sequence(self) -> int:

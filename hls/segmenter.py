@@ -63,6 +63,7 @@ from .continuity import ContinuityCounters
 from .media import MediaPacket, TrackConfig, TrackKind
 from .muxer import MuxerError, TrackSet, TsMuxer
 from .playlist import MediaPlaylist, PartialSegment, SegmentEntry, rounded_duration
+from .resume import PlaylistResume
 
 log = logging.getLogger("hls.segmenter")
 
@@ -201,13 +202,16 @@ class Segmenter:
         on_segment: Callable[[SegmentInfo], None] | None = None,
         name_token: str | None = None,
         label: str = "",
+        resume: PlaylistResume | None = None,
     ) -> None:
         """`clock` stamps PROGRAM-DATE-TIME and times how long expired segments stay.
         `max_bytes` caps everything held (None: no cap); `max_segment_bytes`
         defaults to a share of it. `name_token` goes into segment names (default:
         random) so that a channel restarted later never reuses a URL that caches
         may hold as immutable; pass "" for plain ``seg{sequence}.ts``. `label`
-        prefixes log lines."""
+        prefixes log lines. `resume` carries on a playlist another segmenter began
+        (see hls.resume): its numbering, TARGETDURATION and timeline, with
+        EXT-X-DISCONTINUITY before the first segment made here."""
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
         if max_segment_duration is None:
@@ -233,7 +237,14 @@ class Segmenter:
         self._label = label
         token = secrets.token_hex(4) if name_token is None else name_token
         self._name_suffix = f"-{token}.ts" if token else ".ts"
-        self._playlist = MediaPlaylist(window, target_duration)
+        if resume is None:
+            self._playlist = MediaPlaylist(window, target_duration)
+        else:
+            self._playlist = MediaPlaylist(
+                window, target_duration, resume.next_sequence,
+                discontinuity_sequence=resume.discontinuity_sequence,
+                fixed_target=resume.target_duration)
+        self._resumed_from = resume
 
         self._state = State.IDLE
         self._configs: tuple[TrackConfig | None, TrackConfig | None] | None = None
@@ -242,6 +253,10 @@ class Segmenter:
         self._offset: int | None = None  # input ms → output ms, per period
         self._timeline_end: float | None = None  # output ms where the last period ended
         self._discontinuity_next = False
+        if resume is not None:
+            self._timeline_end = resume.timeline_end_ms
+            self._discontinuity_next = True
+        self._last_segment_end: float | None = None  # output ms where the last segment ended
         self._open: _OpenSegment | None = None
         self._last_dts: dict[str, int] = {}
         self._frame_ms: dict[str, float] = {}
@@ -361,6 +376,20 @@ class Segmenter:
         self._clear_tracks()
         self._playlist.end()
         self._state = State.ENDED
+
+    def resume_point(self) -> PlaylistResume | None:
+        """Where this playlist stands, for a segmenter elsewhere to carry it on (see
+        hls.resume); None before its first segment, unless it was itself resumed."""
+        playlist = self._playlist
+        if self._last_segment_end is None:
+            return self._resumed_from
+        return PlaylistResume(
+            next_sequence=playlist.next_sequence,
+            discontinuity_sequence=playlist.last_discontinuity_sequence,
+            target_duration=playlist.target_duration,
+            # A period that ended here may have audio past its last video frame.
+            timeline_end_ms=math.ceil(max(self._last_segment_end, self._timeline_end or 0.0)),
+        )
 
     # ---- viewer side --------------------------------------------------------------------
 
@@ -614,6 +643,7 @@ class Segmenter:
                 ceiling / 1000,
             )
             duration_ms = ceiling
+        self._last_segment_end = segment.first_dts + duration_ms
         duration = max(duration_ms, 1.0) / 1000
         entry = SegmentEntry(
             sequence=segment.sequence,

@@ -1,10 +1,10 @@
 """The composition root: store, hub, RTMP listener and HTTP app on one event loop.
 
-Start-up order is store -> sockets and HTTP app -> hub -> HTTP serving -> RTMP
-(publishers are let in last, once everything they feed exists). Every part is
-pushed onto one exit stack as it starts, so shutdown and a failed start both run
-the other way round; the hub ends every playlist with ENDLIST while HTTP still
-serves it.
+Start-up order is store -> sockets and HTTP app -> cluster (with a Redis store)
+-> hub -> HTTP serving -> RTMP (publishers are let in last, once everything they
+feed exists). Every part is pushed onto one exit stack as it starts, so shutdown
+and a failed start both run the other way round; the hub ends every playlist with
+ENDLIST while HTTP still serves it.
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ from aiohttp import web
 
 from control_api.app import API_PREFIX, create_api_app
 from control_api.auth_webhook import AuthWebhook
+from control_api.live import LiveControl
+from control_api.redis_store import RedisStore
 from control_api.store import ChannelStore, StoreError, open_store
 from control_api.urls import PublicUrls
 from control_api.webhooks import WebhookSender
 from hls.http import add_hls_routes
 from rtmp.server import RtmpServer
 
+from .cluster import Cluster, ClusterSettings
 from .cluster.edge import Locate, ProxyEdge, RedirectEdge, make_edge
 from .config import Config
 from .dashboard import Dashboard
@@ -36,6 +39,7 @@ from .fdlimit import plan_caps, raise_fd_limit
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
+from .local_live import HubLive
 from .memory import release_free_memory
 from .metrics import ServerMetrics
 from .thumbnails import Thumbnailer
@@ -132,10 +136,16 @@ class MediaServer:
         self._exit_stack = contextlib.AsyncExitStack()
         self.http_gate: HttpGate | None = None
         self._stopped = False
-        self._node = f"{os.uname().nodename}:{os.getpid()}"
-        # Where another node holds a channel (set by the cluster layer before start);
-        # with it, playback URLs of channels held elsewhere are served through the edge.
+        # Unique per process start: a restarted node (same host, and in a container
+        # the same pid) must not be taken for its predecessor while that one's
+        # records are still lapsing.
+        self._node = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
+        # With a Redis store this node is part of a cluster (mediaserver.cluster).
+        self.cluster: Cluster | None = None
+        # The origin's base URL for a channel whose publisher another node holds
+        # (None: held here, or nowhere); None without a cluster.
         self.cluster_locate: Locate | None = None
+        # Serves playback URLs of channels held elsewhere (set at start with a locate).
         self.edge: ProxyEdge | RedirectEdge | None = None
 
     async def start(self) -> None:
@@ -154,6 +164,11 @@ class MediaServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = open_store(config.store, config.data_dir)
         stack.push_async_callback(self._close_store, self.store)
+        if isinstance(self.store, RedisStore):
+            self.cluster = Cluster(
+                config.store or "", self.hub, self._node, lambda: self.node_address,
+                ClusterSettings(config.grace_period, config.duplicate_publish))
+            self.cluster_locate = self.cluster.locate
         stack.callback(self.thumbnails.close)
         self.token, token_generated = load_or_create_token(config)
         demo_key = await self._ensure_demo_channel()
@@ -192,16 +207,25 @@ class MediaServer:
         stack.push_async_callback(self._runner.cleanup)
         await self._runner.setup()
 
+        if self.cluster is not None:
+            # Before the hub on the stack, so it stops after the hub has ended every
+            # publish (and the cluster has released them).
+            await self.cluster.start()
+            stack.push_async_callback(self.cluster.stop)
+            self.metrics.node = self._node
+            self.metrics.sources.append(self.cluster.metrics)
         self.hub.listeners.append(self._on_hub_event)
         self.hub.start()
         stack.push_async_callback(self._shutdown_hub)
-        refresher = asyncio.get_running_loop().create_task(self._refresh_online())
-        stack.push_async_callback(_cancel, refresher)
+        if self.cluster is None:  # a cluster keeps online records itself, with its heartbeat
+            refresher = asyncio.get_running_loop().create_task(self._refresh_online())
+            stack.push_async_callback(_cancel, refresher)
 
         self.http_gate = HttpGate(HttpLimits(caps.http, config.http_header_timeout))
         await GuardedSockSite(self._runner, http_sock, self.http_gate).start()
         self.rtmp = RtmpServer(
-            IngestPolicy(self.hub, self.store, config.app, self._auth_webhook),
+            IngestPolicy(self.hub, self.store, config.app, self._auth_webhook,
+                         self.cluster.gate if self.cluster is not None else None),
             max_connections=caps.rtmp,
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
@@ -237,7 +261,8 @@ class MediaServer:
         self.thumbnails.add_routes(app)
         self.metrics.add_routes(app)
         Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)
-        app.add_subapp(API_PREFIX, create_api_app(self.store, self.hub, self.token, self.urls))
+        live: LiveControl = self.cluster.live if self.cluster is not None else HubLive(self.hub)
+        app.add_subapp(API_PREFIX, create_api_app(self.store, live, self.token, self.urls))
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         return app
@@ -278,7 +303,7 @@ class MediaServer:
     def _on_hub_event(self, event: HubEvent) -> None:
         if self._webhooks is not None:
             self._webhooks.emit(event.kind, {"channel": event.channel, "reason": event.reason})
-        if self.store is not None:
+        if self.store is not None and self.cluster is None:
             if event.kind == "stream.started":
                 self._spawn(self.store.mark_online(event.channel, self._node, ONLINE_TTL_SECONDS))
             else:

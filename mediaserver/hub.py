@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from control_api.live import StreamStats
 from hls.media import MediaPacket
+from hls.resume import PlaylistResume
 from hls.segmenter import Segmenter, SegmentInfo
 
 from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
@@ -55,6 +56,14 @@ class Refusal:
 
     result: str
     description: str
+
+    @classmethod
+    def blocked(cls, channel: str, seconds: float) -> Refusal:
+        return cls("blocked", f"channel {channel} is blocked for {seconds:.0f} more seconds")
+
+    @classmethod
+    def duplicate(cls, channel: str) -> Refusal:
+        return cls("duplicate", f"channel {channel} already has a live publisher")
 
 
 @dataclass(eq=False, slots=True)
@@ -153,23 +162,35 @@ class StreamHub:
         """A reason this channel cannot be published to right now, if there is one."""
         blocked = self.blocked_for(channel)
         if blocked > 0:
-            return Refusal(
-                "blocked", f"channel {channel} is blocked for {blocked:.0f} more seconds"
-            )
+            return Refusal.blocked(channel, blocked)
         live = self.channels.get(channel)
         if (
             live is not None
             and live.publisher is not None
             and self.settings.duplicate_publish == "reject"
         ):
-            return Refusal("duplicate", f"channel {channel} already has a live publisher")
+            return Refusal.duplicate(channel)
         return None
 
-    def start_publish(self, channel: str, peer: str, session: object = None) -> Publisher:
-        """Attach a new publisher; a live one is taken over (closed) first."""
+    def start_publish(
+        self,
+        channel: str,
+        peer: str,
+        session: object = None,
+        resume: PlaylistResume | None = None,
+    ) -> Publisher:
+        """Attach a new publisher; a live one is taken over (closed) first.
+
+        `resume`: the playlist was carried on elsewhere since this node last held
+        it (another node was its origin), so a copy kept here in its grace period is
+        stale: it is dropped and the new playlist carries on from `resume`.
+        """
         live = self.channels.get(channel)
+        if live is not None and resume is not None and live.publisher is None:
+            self._drop_channel(live, "carried on by another node")
+            live = None
         if live is None or live.ended_at is not None:
-            live = self._new_channel(channel)
+            live = self._new_channel(channel, resume)
         old = live.publisher
         publisher = Publisher(channel, peer, live.deliver, self._publisher_ended)
         publisher.session = session
@@ -188,7 +209,7 @@ class StreamHub:
         log.info("live channel=%s peer=%s", channel, peer)
         return publisher
 
-    def _new_channel(self, name: str) -> LiveChannel:
+    def _new_channel(self, name: str, resume: PlaylistResume | None = None) -> LiveChannel:
         settings = self.settings
         # The segmenter holds its window, expired-but-kept and open segments within this.
         segmenter = Segmenter(
@@ -197,6 +218,7 @@ class StreamHub:
             max_bytes=settings.max_stream_memory,
             label=name,
             on_segment=lambda info: self._segment_done(name, info),
+            resume=resume,
         )
 
         live = LiveChannel(name, segmenter)
@@ -260,6 +282,36 @@ class StreamHub:
             publisher.on_end(reason)
         return True
 
+    def release(self, channel: str, reason: str) -> bool:
+        """The channel moved to another node: close its publisher here (True if there
+        was one) and drop this node's copy of the playlist, without ENDLIST, so that
+        viewers here are served the carried-on playlist from the new origin."""
+        live = self.channels.get(channel)
+        if live is None:
+            return False
+        kicked = self.kick(channel, reason)
+        # The publisher's end is queued: handling it publishes the last segment, whose
+        # numbering is what the new origin carries on.
+        live.reader.flush()
+        self._drop_channel(live, reason)
+        return kicked
+
+    def _drop_channel(self, live: LiveChannel, why: str) -> None:
+        """Forget a channel at once (its playlist now lives elsewhere)."""
+        live.reader.clear()
+        live.segmenter.end()
+        if self.channels.get(live.name) is live:
+            del self.channels[live.name]
+        log.info("playlist dropped from memory channel=%s (%s)", live.name, why)
+        self._notify_dropped([live.name])
+
+    def _notify_dropped(self, names: list[str]) -> None:
+        for listener in self.drop_listeners:
+            try:
+                listener(names)
+            except Exception:
+                log.exception("drop listener failed")
+
     def blocked_for(self, channel: str) -> float:
         until = self._blocked_until.get(channel)
         if until is None:
@@ -284,29 +336,33 @@ class StreamHub:
         return [c.publisher for c in self.channels.values() if c.publisher is not None]
 
     def live_streams(self) -> list[StreamStats]:
-        target = self.settings.segment_duration
-        out = []
-        for publisher in self.publishers():
-            stats = publisher.stats
-            fps = stats.fps()
-            out.append(
-                StreamStats(
-                    channel=publisher.channel,
-                    publisher=publisher.peer,
-                    started_at=stats.started_at,
-                    video_codec=stats.video_codec,
-                    width=stats.width,
-                    height=stats.height,
-                    fps=round(fps, 2) if fps is not None else None,
-                    bitrate_bps=round(stats.bitrate_bps()),
-                    keyframe_interval=stats.keyframe_interval,
-                    audio_codec=stats.audio_codec,
-                    sample_rate=stats.sample_rate,
-                    audio_channels=stats.audio_channels,
-                    warnings=stats.warnings(target),
-                )
-            )
+        out = [self._stats_of(publisher) for publisher in self.publishers()]
         return sorted(out, key=lambda s: s.channel)
+
+    def stream_stats(self, channel: str) -> StreamStats | None:
+        live = self.channels.get(channel)
+        if live is None or live.publisher is None:
+            return None
+        return self._stats_of(live.publisher)
+
+    def _stats_of(self, publisher: Publisher) -> StreamStats:
+        stats = publisher.stats
+        fps = stats.fps()
+        return StreamStats(
+            channel=publisher.channel,
+            publisher=publisher.peer,
+            started_at=stats.started_at,
+            video_codec=stats.video_codec,
+            width=stats.width,
+            height=stats.height,
+            fps=round(fps, 2) if fps is not None else None,
+            bitrate_bps=round(stats.bitrate_bps()),
+            keyframe_interval=stats.keyframe_interval,
+            audio_codec=stats.audio_codec,
+            sample_rate=stats.sample_rate,
+            audio_channels=stats.audio_channels,
+            warnings=stats.warnings(self.settings.segment_duration),
+        )
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -324,11 +380,7 @@ class StreamHub:
                 dropped.append(name)
                 log.info("playlist dropped from memory channel=%s", name)
         if dropped:
-            for listener in self.drop_listeners:
-                try:
-                    listener(dropped)
-                except Exception:
-                    log.exception("drop listener failed")
+            self._notify_dropped(dropped)
 
     async def run_sweeper(self) -> None:
         while True:

@@ -10,15 +10,32 @@ The key itself never reaches a log line.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Protocol
 
 from control_api.auth_webhook import AuthWebhook
 from control_api.store import ChannelStore, StoreUnavailable
+from hls.resume import PlaylistResume
 from rtmp.events import PublishRequested
 from rtmp.server import PublishAccepted, PublishRejected, RtmpSession
 
-from .hub import StreamHub
+from .hub import Refusal, StreamHub
 
 log = logging.getLogger("mediaserver.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What other nodes have to say about a publish: a refusal, or a playlist to carry on."""
+
+    refusal: Refusal | None = None
+    resume: PlaylistResume | None = None
+
+
+class PublishGate(Protocol):
+    """Asked before the hub's (synchronous) start_publish, when other nodes exist."""
+
+    async def admit(self, channel: str) -> Admission: ...
 
 
 class IngestPolicy:
@@ -30,11 +47,13 @@ class IngestPolicy:
         store: ChannelStore,
         app: str = "live",
         auth_webhook: AuthWebhook | None = None,
+        gate: PublishGate | None = None,
     ) -> None:
         self.hub = hub
         self.store = store
         self.app = app
         self.auth_webhook = auth_webhook
+        self.gate = gate
 
     def app_exists(self, app: str) -> bool:
         return app == self.app
@@ -52,9 +71,15 @@ class IngestPolicy:
         if isinstance(channel, PublishRejected):
             return channel
         refusal = self.hub.refusal_for(channel)
+        resume = None
+        if refusal is None and self.gate is not None:
+            admission = await self.gate.admit(channel)
+            resume = admission.resume
+            # Checked again: the hub may have changed while other nodes were asked.
+            refusal = admission.refusal or self.hub.refusal_for(channel)
         if refusal is not None:
             return PublishRejected(refusal.description, result=refusal.result)
-        publisher = self.hub.start_publish(channel, session.peer, session)
+        publisher = self.hub.start_publish(channel, session.peer, session, resume=resume)
         return PublishAccepted(publisher, channel)
 
     async def _channel_for(

@@ -5,7 +5,9 @@ hub, publishers, segmenters and RTMP server keep anyway. The only state of its
 own is what cannot be read back later: HLS requests by kind and status, the
 clients each channel saw lately (viewers), and the segment duration histogram
 (fed once per segment). Each MediaServer gets its own CollectorRegistry, so
-several servers in one process (tests) never share or clash over series.
+several servers in one process (tests) never share or clash over series. In a
+cluster every one of our series carries a `node` label (the node id), so the
+series of several nodes scraped into one Prometheus never collide.
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class ServerCollector(Collector):
         segments: SegmentDurations,
         thumbnails: Callable[[], ThumbnailStats] | None = None,
         http: Callable[[], HttpGate | None] | None = None,
+        node: Callable[[], str | None] | None = None,
         sources: list[Callable[[], Iterable[Metric]]] | None = None,
     ) -> None:
         self._hub = hub
@@ -159,12 +162,23 @@ class ServerCollector(Collector):
         self._segments = segments
         self._thumbnails = thumbnails
         self._http = http
+        self._node = node
         self._sources = sources if sources is not None else []
 
     def describe(self) -> Iterable[Metric]:
         return []  # names are fixed; skip the registry's trial collect at register time
 
     def collect(self) -> Iterator[Metric]:
+        node = self._node() if self._node is not None else None
+        for family in self._families():
+            if node is not None:
+                family.samples = [sample._replace(labels={**sample.labels, "node": node})
+                                  for sample in family.samples]
+            yield family
+
+    def _families(self) -> Iterator[Metric]:
+        for source in self._sources:
+            yield from source()
         yield from self._rtmp_metrics()
         if self._http is not None:
             yield from self._http_metrics(self._http())
@@ -372,12 +386,16 @@ class ServerMetrics:
     ) -> None:
         self.traffic = HlsTraffic()
         self.segments = SegmentDurations()
-        # More series read at scrape time by parts that exist only in some set-ups (the edge).
-        self.sources: list[Callable[[], Iterable[Metric]]] = []
         hub.segment_listeners.append(self.segments.observe)
+        # Set when this server is a node of a cluster: the `node` label's value.
+        self.node: str | None = None
+        # More families of our own, read at scrape time (the cluster's, the edge's),
+        # labelled like the rest.
+        self.sources: list[Callable[[], Iterable[Metric]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServerCollector(hub, rtmp, self.traffic, self.segments,
-                                               thumbnails, http, self.sources))
+                                               thumbnails, http, lambda: self.node,
+                                               self.sources))
         # CPU, memory, file descriptors, GC: the standard process_* and python_* series.
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -17,13 +17,16 @@ class FakeLive:
     streams: dict[str, StreamStats] = field(default_factory=dict)
     kicks: list[tuple[str, str, float]] = field(default_factory=list)
 
-    def live_streams(self) -> list[StreamStats]:
+    def live_here(self) -> set[str]:
+        return set(self.streams)
+
+    async def live_streams(self) -> list[StreamStats]:
         return list(self.streams.values())
 
-    def is_live(self, channel: str) -> bool:
+    async def is_live(self, channel: str) -> bool:
         return channel in self.streams
 
-    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
+    async def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
         self.kicks.append((channel, reason, block_seconds))
         return self.streams.pop(channel, None) is not None
 

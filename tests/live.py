@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+import aiohttp
 
 from mediaserver.app import MediaServer
 from mediaserver.config import load_config
@@ -62,6 +65,18 @@ async def publishing(url: str, clip: Path, loops: int = 0, extra: list[str] | No
         await stop_process(proc)
 
 
+async def publish_refused(url: str, clip: Path) -> bool:
+    """Start ffmpeg and report whether the server refused it (non-zero exit, fast)."""
+    proc = await publish(url, clip)
+    try:
+        code = await asyncio.wait_for(proc.wait(), timeout=8)
+    except TimeoutError:
+        return False
+    finally:
+        await stop_process(proc)
+    return code != 0
+
+
 async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 5.0) -> None:
     if proc.returncode is None:
         proc.kill()
@@ -112,3 +127,13 @@ def rtmp_url(server: MediaServer, key: str) -> str:
 
 def http_url(server: MediaServer, path: str) -> str:
     return f"http://127.0.0.1:{server.http_address[1]}{path}"
+
+
+async def api_call(session: aiohttp.ClientSession, server: MediaServer, method: str, path: str,
+                   token: str, **kwargs: Any) -> tuple[int, Any]:
+    """One control API call: (status, parsed JSON body or None)."""
+    async with session.request(method, http_url(server, "/api/v1" + path),
+                               headers={"Authorization": f"Bearer {token}"},
+                               **kwargs) as response:
+        text = await response.text()
+        return response.status, json.loads(text) if text else None

@@ -24,6 +24,15 @@ class Playlist:
     segments: list[Segment] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
 
+    def discontinuity_numbers(self) -> list[int]:
+        """Each listed segment's discontinuity sequence number (RFC 8216 6.2.1): the
+        tag's value, plus one per EXT-X-DISCONTINUITY up to and including its own."""
+        numbers, current = [], self.discontinuity_sequence
+        for segment in self.segments:
+            current += segment.discontinuity
+            numbers.append(current)
+        return numbers
+
 
 def parse_playlist(text: str) -> Playlist:
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -8,6 +8,7 @@ import weakref
 
 import pytest
 
+from hls.resume import PlaylistResume
 from hls.segmenter import SegmentInfo, State
 from mediaserver.hub import HubEvent, HubSettings, Refusal, StreamHub
 from mediaserver.publisher import PublishEnded, Publisher
@@ -195,6 +196,48 @@ async def test_kick_with_block_ends_the_publisher_and_refuses_until_it_runs_out(
     rig.clock.now += 0.5
     assert rig.hub.refusal_for("cam") is None and rig.hub.blocked_for("cam") == 0
     assert not rig.hub.kick("cam", "nobody there")
+
+
+async def test_release_lets_a_channel_go_to_another_node_with_its_last_segment() -> None:
+    rig = Rig()
+    dropped: list[list[str]] = []
+    rig.hub.drop_listeners.append(dropped.append)
+    made: list[int] = []
+    rig.hub.segment_listeners.append(lambda channel, info: made.append(info.sequence))
+    publisher = rig.publish()
+    session = publisher.session
+    feed(publisher, av_clip())  # still queued: release publishes it before letting go
+    segmenter = rig.hub.segmenter("cam")
+    assert segmenter is not None
+    assert rig.hub.release("cam", "publisher moved to node b")
+    assert session.kicks == ["publisher moved to node b"] and publisher.ended
+    assert "cam" not in rig.hub.channels and dropped == [["cam"]]
+    assert made == [0, 1, 2, 3]  # the open segment was closed and announced
+    point = segmenter.resume_point()
+    assert point is not None and point.next_sequence == 4
+    assert rig.kinds() == [("stream.started", "cam"), ("stream.ended", "cam")]
+    assert not rig.hub.release("cam", "again")
+
+
+async def test_a_publish_carrying_on_another_nodes_playlist_replaces_a_stale_copy() -> None:
+    rig = Rig()
+    first = rig.publish()
+    feed(first, av_clip())
+    first.on_end("connection closed")  # in its grace period here...
+    await settle()
+    stale = rig.hub.channels["cam"]
+    # ...while another node carried the playlist on to sequence 9.
+    second = rig.hub.start_publish("cam", "10.0.0.9:9", resume=PlaylistResume(9, 2, 2))
+    assert rig.hub.channels["cam"] is not stale and stale.segmenter.ended
+    feed(second, av_clip())
+    await settle()
+    playlist = rig.playlist()
+    assert [s.sequence for s in playlist.segments][:1] == [9]
+    assert playlist.segments[0].discontinuity and playlist.discontinuity_sequence == 2
+    # A live local publisher is taken over as ever: the local playlist goes on.
+    live = rig.hub.channels["cam"]
+    rig.hub.start_publish("cam", "10.0.0.10:10", resume=PlaylistResume(50, 0, 2))
+    assert rig.hub.channels["cam"] is live
 
 
 async def test_kick_ends_a_publisher_whose_session_does_not() -> None:

@@ -15,8 +15,10 @@ from aiohttp import web
 
 from control_api.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.live import (
+    api_call,
     http_url,
     publish,
+    publish_refused,
     publishing,
     rtmp_url,
     running_server,
@@ -28,8 +30,6 @@ from tests.redis_server import RedisServer
 pytestmark = pytest.mark.integration
 
 TOKEN = "integration-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
 
 
 def sent_bitrate(clip: Path) -> float:
@@ -42,22 +42,7 @@ def sent_bitrate(clip: Path) -> float:
 
 async def api(session: aiohttp.ClientSession, server: Any, method: str, path: str,
               **kwargs: Any) -> tuple[int, Any]:
-    async with session.request(method, http_url(server, "/api/v1" + path), headers=AUTH,
-                               **kwargs) as response:
-        text = await response.text()
-        return response.status, json.loads(text) if text else None
-
-
-async def publish_refused(url: str, clip: Path) -> bool:
-    """Start ffmpeg and report whether the server refused it (non-zero exit, fast)."""
-    proc = await publish(url, clip)
-    try:
-        code = await asyncio.wait_for(proc.wait(), timeout=8)
-    except TimeoutError:
-        return False
-    finally:
-        await stop_process(proc)
-    return code != 0
+    return await api_call(session, server, method, path, TOKEN, **kwargs)
 
 
 async def test_streams_report_what_ingest_measured_and_kick_blocks(tmp_path: Path,

@@ -27,13 +27,16 @@ URLS = PublicUrls("rtmp://127.0.0.1:1935/live", "http://127.0.0.1:8080")
 class FakeLive:
     live: set[str] = field(default_factory=set)
 
-    def live_streams(self) -> list[StreamStats]:
+    def live_here(self) -> set[str]:
+        return set(self.live)
+
+    async def live_streams(self) -> list[StreamStats]:
         return []
 
-    def is_live(self, channel: str) -> bool:
+    async def is_live(self, channel: str) -> bool:
         return channel in self.live
 
-    def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
+    async def kick(self, channel: str, reason: str, block_seconds: float = 0.0) -> bool:
         if channel in self.live:
             self.live.discard(channel)
             return True
