@@ -244,3 +244,21 @@ def load_config(
         except ValueError as exc:
             raise ConfigError(f"bad value for {option.name} (from {source}): {exc}") from exc
     return Config(**values)
+
+
+def config_flags(config: Config) -> dict[str, str]:
+    """Every set option as the text its flag takes: load_config(config_flags(c)) == c.
+
+    How a worker process gets exactly its supervisor's configuration: re-read through
+    the same parsers, never through the environment or a file that may have changed.
+    """
+    flags = {}
+    for option in OPTIONS:
+        value = getattr(config, option.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # HOST:PORT; an IPv6 literal keeps its brackets
+            host, port = value
+            value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        flags[option.name] = str(value)  # str() of a float is exact (its repr)
+    return flags
