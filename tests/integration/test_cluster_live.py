@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +37,13 @@ from tests.live import (
     wait_for,
 )
 from tests.m3u8 import Playlist, parse_playlist
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "cluster-token"
 # Polling adds a little to any measured delay.
 POLL_SLACK = 0.5
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture
