@@ -137,6 +137,7 @@ class _SubprocessServer:
         self.rtmp_port = 0
         self.http_port = 0
         self.final_log = ""
+        self.final_log_text = ""  # the whole log, kept when stop() removes the temp dir
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: _Process | None = None
 
@@ -148,6 +149,7 @@ class _SubprocessServer:
     async def stop(self) -> int | None:
         code = await self._process.terminate() if self._process else None
         self.final_log = self.log_tail()
+        self.final_log_text = self.log_text()
         if self._tmp is not None:
             self._tmp.cleanup()
         return code
