@@ -19,12 +19,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.servers import OurServer
 from control_api.redis_store import connect
 from mediaserver.workers.restarts import FIRST_BACKOFF_SECONDS, RestartPolicy
-from tests.live import publish, stop_process, wait_for
+from tests.live import metric_samples, publish, stop_process, wait_for
 from tests.m3u8 import Playlist, parse_playlist
 from tests.redis_server import RedisServer
 
@@ -71,11 +70,6 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     client = connect(redis_server.url)
     yield client
     await client.aclose()
-
-
-def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 async def get_text(url: str, session: aiohttp.ClientSession) -> tuple[int, str]:
