@@ -72,6 +72,21 @@ def memory(pid: int) -> Memory:
     return Memory(values["VmRSS"], values["VmHWM"])
 
 
+def tree_memory(pid: int) -> Memory:
+    """memory() of pid plus its live descendants (a supervisor and its workers).
+
+    The peak is the sum of each process's own peak: an upper bound on the tree's.
+    """
+    total = memory(pid)
+    for child in descendants(pid):
+        try:
+            own = memory(child)
+        except (OSError, ValueError):
+            continue  # exited between the scan and the read
+        total = Memory(total.rss + own.rss, total.peak + own.peak)
+    return total
+
+
 def open_fds(pid: int) -> int:
     """File descriptors pid holds open now (sockets included)."""
     return sum(1 for _ in (PROC / str(pid) / "fd").iterdir())

@@ -1,17 +1,21 @@
-"""The parent of `mediaserver serve --workers N`: binds once, starts N workers, keeps them.
+"""The parent of `mediaserver serve --workers N`: owns the ports, starts N workers, keeps them.
 
-Why the supervisor binds the public sockets and the workers inherit them, rather
-than each worker binding its own with SO_REUSEPORT:
-- port 0 works as everywhere else: one bind picks the port, and every worker
-  serves that port;
-- a new connection waits in the one accept queue until a live worker takes it; with
-  SO_REUSEPORT the kernel hashes it to one worker's queue, and the connections
-  queued for a worker that dies are reset;
-- a restarted worker serves the same socket at once, with nothing to rebind, and
-  no other process of this user can join the port (SO_REUSEPORT lets one);
+Each public port (RTMP, HTTP) is a SO_REUSEPORT group the supervisor owns: a
+reservation socket that never listens, and one listening socket per worker,
+bound here and inherited by that worker. Why this way:
+- the kernel hashes each new connection to one socket of the group, so workers
+  get even shares whatever the arrival rate. One listening socket shared by every
+  worker (tried first) leaves it to a race to accept, which the worker the kernel
+  happens to run first wins, not the least busy one: of 60 connections 100 ms
+  apart, one worker took 56 and 54 in two runs (SO_REUSEPORT: 33 and 30), and
+  long-lived publishers pile up on it;
+- port 0 works as everywhere else: the reservation picks the port, once, and it
+  stays held while no worker listens (between a crash and its restart);
+- a worker that dies takes its socket with it (the supervisor closes its copy):
+  the connections it had not yet accepted are reset, and new ones go to the
+  workers that are alive instead of waiting for its restart;
 - a port that cannot be bound is reported once, before any worker starts.
-Every worker wakes for each new connection and one wins the accept; the kernel
-tends to hand it to the least busy, which is the one that should have it.
+The price of SO_REUSEPORT: another process of the same user could join the group.
 
 The supervisor runs no event loop while it supervises (one short one before, for
 the first-start actions) and holds no server state: it waits on a self-pipe that
@@ -25,6 +29,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +42,7 @@ from control_api.store import is_shared_store, open_store
 
 from ..config import Config
 from ..first_start import FirstStart, banner, ensure_demo_channel, load_or_create_token, public_urls
-from ..listeners import bound
+from ..listeners import SharedPort
 from .handover import (
     MAX_REPORT_LINE,
     HandoverError,
@@ -58,8 +63,8 @@ STOP_DEADLINE_SECONDS = 10.0
 START_DEADLINE_SECONDS = 60.0
 # The longest the supervisor sleeps with nothing to do: a lost wake-up costs this much.
 IDLE_WAKE_SECONDS = 1.0
-# Connections the kernel queues on a shared socket before a worker accepts them
-# (each worker's listen() sets its own figure again when it starts serving).
+# Connections the kernel queues on a worker's socket before the worker accepts them
+# (the worker's own listen() sets its figure again when it starts serving).
 LISTEN_BACKLOG = 128
 # Where the `mediaserver` package this supervisor runs lives: its workers run the same.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +100,7 @@ class Slot:
     restarts: int = 0
     ready: Ready | None = None
     start_at: float | None = None  # a start is due at this time
+    sockets: list[socket.socket] = field(default_factory=list)  # its listeners, while it runs
     unclean: bool = False  # after the stop: killed at the deadline, or a bad exit
 
     @property
@@ -123,7 +129,7 @@ class Supervisor:
         self.out = out or (lambda text: print(text, flush=True))
         self.slots = [Slot(i) for i in range(config.workers)]
         self.restarts = 0
-        self._sockets: dict[str, int] = {}
+        self._ports: dict[str, SharedPort] = {}
         self._status_w = -1
         self._reports = b""
         self._announced = False
@@ -140,21 +146,20 @@ class Supervisor:
         config = self.config
         with ExitStack() as stack:
             try:
-                http = stack.enter_context(bound("http", *config.http))
-                rtmp = stack.enter_context(bound("rtmp", *config.rtmp))
+                for what, (host, port) in (("http", config.http), ("rtmp", config.rtmp)):
+                    self._ports[what] = shared = SharedPort(what, host, port)
+                    stack.callback(shared.close)
             except OSError as exc:
                 log.error("cannot start: %s", exc)
                 return 1
-            for sock in (http, rtmp):
-                sock.listen(LISTEN_BACKLOG)
-            self._sockets = {"rtmp": rtmp.fileno(), "http": http.fileno()}
+            stack.callback(self._close_listeners)
             try:
                 token, first = asyncio.run(first_start(config))
             except OSError as exc:  # the token file cannot be written
                 log.error("cannot start: %s", exc)
                 return 1
-            rtmp_host, rtmp_port = rtmp.getsockname()[:2]
-            http_host, http_port = http.getsockname()[:2]
+            rtmp_host, rtmp_port = self._ports["rtmp"].address
+            http_host, http_port = self._ports["http"].address
             self._announcement = (
                 f"listening rtmp://{rtmp_host}:{rtmp_port}/{config.app} "
                 f"http://{http_host}:{http_port}/ with {config.workers} workers")
@@ -226,17 +231,22 @@ class Supervisor:
     def _spawn(self, slot: Slot) -> None:
         slot.start_at = None
         slot.ready = None
-        spec = WorkerSpec(slot.index, slot.restarts, self._sockets["rtmp"],
-                          self._sockets["http"], self._status_w, os.getpid())
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, (str(PACKAGE_ROOT), env.get("PYTHONPATH"))))
         try:
+            rtmp = self._ports["rtmp"].listener(LISTEN_BACKLOG)
+            slot.sockets.append(rtmp)
+            http = self._ports["http"].listener(LISTEN_BACKLOG)
+            slot.sockets.append(http)
+            spec = WorkerSpec(slot.index, slot.restarts, rtmp.fileno(), http.fileno(),
+                              self._status_w, os.getpid())
             process = subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, env=env,
                 pass_fds=(spec.rtmp_fd, spec.http_fd, spec.status_fd))
         except OSError as exc:
             log.error("cannot start worker %d: %s", slot.index, exc)
+            self._close_listeners(slot)
             self._after_death(slot, 0.0)
             return
         slot.process, slot.started_at = process, self.clock()
@@ -278,6 +288,7 @@ class Supervisor:
             if process is None or process.poll() is None:
                 continue
             slot.process = None
+            self._close_listeners(slot)  # its unaccepted connections go; new ones go elsewhere
             code = process.returncode
             uptime = self.clock() - slot.started_at
             if self._stopping:
@@ -301,6 +312,13 @@ class Supervisor:
         log.warning("worker %d (pid %d) died after %.1fs (%s): restarting it in %.1fs "
                     "(restart %d of this worker, %d in all)", slot.index, pid, uptime,
                     describe_exit(code), delay, slot.restarts, self.restarts)
+
+    def _close_listeners(self, slot: Slot | None = None) -> None:
+        """Close a slot's listening sockets (every slot's without one)."""
+        for each in [slot] if slot is not None else self.slots:
+            for sock in each.sockets:
+                sock.close()
+            each.sockets.clear()
 
     # ---- stopping ------------------------------------------------------------------------
 

@@ -142,6 +142,35 @@ async def test_two_workers_serve_one_port_and_the_first_start_happens_once(
     assert "supervisor exits: 0 worker restart(s)" in server.final_log_text
 
 
+async def test_connections_arriving_one_by_one_are_spread_over_the_workers(
+        redis_server: RedisServer) -> None:
+    """Encoders connect one at a time, not in bursts: each worker must get its share."""
+    arrivals, spacing = 40, 0.05
+    async with box(redis_server.url) as server, aiohttp.ClientSession() as session:
+        workers = workers_ready(server.log_text()).values()
+        held = []
+        try:
+            for _ in range(arrivals):
+                held.append(await asyncio.open_connection("127.0.0.1", server.rtmp_port))
+                await asyncio.sleep(spacing)
+
+            async def counts() -> list[float] | None:
+                found = []
+                for worker in workers:
+                    _, text = await get_text(worker.url + "/metrics", session)
+                    found.append(metric_samples(text)[("mediaserver_rtmp_connections_total",
+                                                       (("node", worker.node),))])
+                return found if sum(found) == arrivals else None
+
+            per_worker = await wait_for(counts, timeout=10, what="every connection counted")
+        finally:
+            for _, writer in held:
+                writer.close()
+    print(f"{arrivals} connections {spacing * 1000:.0f} ms apart, per worker: {per_worker}")
+    # Even shares are 20 and 20; 8 or fewer for one happens by chance once in ~10,000 runs.
+    assert min(per_worker) > 8, per_worker
+
+
 async def test_a_killed_worker_is_restarted_and_its_streams_come_back_when_encoders_reconnect(
         redis_server: RedisServer, raw: aioredis.Redis, clip: Path) -> None:
     encoders: dict[str, asyncio.subprocess.Process] = {}
