@@ -14,6 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from . import edge as edge_mod
 from . import pipeline, procstats
 from . import soak as soak_mod
 from . import workers as workers_mod
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds: a slower playlist p99 means N was not carried")
     workers.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     _common(workers)
+
+    edge = commands.add_parser(
+        "edge", help="a channel served through edge nodes of a cluster: latency against the "
+                     "origin's, and what a spread audience costs the origin (needs redis-server)",
+        description=edge_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    edge_mod.add_arguments(edge)
 
     pipeline = commands.add_parser(
         "pipeline", help="the ingest pipeline in-process, no sockets: CPU per stream, low noise",
@@ -225,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_loop(soak(args))
     if args.command == "fuzz":
         return fuzz_command(args)
+    if args.command == "edge":
+        return edge_mod.run(args)
     if not procstats.pin(0, args.load_cpu):
         progress(f"CPU {args.load_cpu} not available: load generator not pinned")
     if args.command == "smoke":
