@@ -134,9 +134,9 @@ async def audience(session: aiohttp.ClientSession, origin: OurServer, playlist_u
             "viewer_errors": merged.errors, "stalls": merged.stalls}
 
 
-async def measure(requests: int, viewers: int, edges: int, seconds: float
-                  ) -> dict[str, object]:
-    clip = ensure_clip(BENCH_CLIP)
+async def measure(requests: int, viewers: int, edges: int, seconds: float,
+                  clip: Path | None = None) -> dict[str, object]:
+    clip = clip or ensure_clip(BENCH_CLIP)
     with RedisServer() as redis:
         origin = OurServer(cpu=None, extra_args=["--store", redis.url])
         nodes = [OurServer(cpu=None, extra_args=["--store", redis.url]) for _ in range(edges)]
@@ -149,7 +149,8 @@ async def measure(requests: int, viewers: int, edges: int, seconds: float
                 "-i", str(clip), "-c", "copy", "-f", "flv",
                 f"rtmp://{HOST}:{origin.rtmp_port}/live/{target.stream_name}",
                 stdin=asyncio.subprocess.DEVNULL)
-            return await _measure(origin, nodes, requests, viewers, seconds)
+            return {"clip": clip.name,
+                    **await _measure(origin, nodes, requests, viewers, seconds)}
         finally:
             if ffmpeg is not None and ffmpeg.returncode is None:
                 ffmpeg.kill()
@@ -199,7 +200,7 @@ async def _measure(origin_server: OurServer, nodes: list[OurServer], requests: i
             await audience(session, origin_server, [origin + playlist_path], viewers,
                            seconds, f"{viewers} viewers on the origin"),
         ]
-    return {"clip": BENCH_CLIP.filename, "requests": requests, "edges": len(edges),
+    return {"requests": requests, "edges": len(edges),
             "latency_seconds": {name: asdict(summary) if summary else None
                                 for name, summary in latencies.items()},
             "audiences": audiences}
@@ -239,10 +240,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edges", type=int, default=3, help="edge nodes beside the origin")
     parser.add_argument("--seconds", type=float, default=30.0, help="per audience")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--clip", type=Path, default=None,
+                        help="an FLV file to publish (default: the cached bench clip)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = asyncio.run(measure(args.requests, args.viewers, args.edges, args.seconds))
+    result = asyncio.run(measure(args.requests, args.viewers, args.edges, args.seconds,
+                                 args.clip))
     result["machine"] = machine_info()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
     report = markdown(result)
     (args.out / f"edge-{stamp}.md").write_text(report)
     print(report)
+    print(f"results: {args.out / f'edge-{stamp}.md'}")
     return 0
 
 
