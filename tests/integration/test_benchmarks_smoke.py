@@ -89,13 +89,17 @@ def test_smoke_publishes_keeps_up_and_measures(clip_path: Path) -> None:
     assert result["stalls"] == 0
 
 
+def run_benchmark(*args: str) -> None:
+    """`python -m benchmarks ARGS` as a user runs it; it must succeed."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @NEEDS_REDIS
 def test_workers_benchmark_steps_both_configurations(clip_path: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "workers", "--n", "2", "--seconds", "3",
-         "--segment-duration", "1", "--clip", str(clip_path), "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark("workers", "--n", "2", "--seconds", "3", "--segment-duration", "1",
+                  "--clip", str(clip_path), "--out", str(tmp_path))
     report = next(tmp_path.glob("workers-*.md")).read_text()
     assert "- 1 worker: carried N = 2 (the largest N tried)" in report
     assert "- 2 workers: carried N = 2 (the largest N tried)" in report
@@ -110,11 +114,8 @@ def test_workers_benchmark_steps_both_configurations(clip_path: Path, tmp_path: 
 
 @NEEDS_REDIS
 def test_edge_benchmark_measures_a_real_cluster(clip_path: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "edge", "--requests", "20", "--viewers", "30",
-         "--seconds", "4", "--clip", str(clip_path), "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark("edge", "--requests", "20", "--viewers", "30", "--seconds", "4",
+                  "--clip", str(clip_path), "--out", str(tmp_path))
     data = json.loads(next(tmp_path.glob("edge-*.json")).read_text())
     assert data["edges"] == 3
     for name, summary in data["latency_seconds"].items():
