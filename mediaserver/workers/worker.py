@@ -52,7 +52,10 @@ def make_server(config: Config, spec: WorkerSpec) -> MediaServer:
 def report_ready(spec: WorkerSpec, server: MediaServer) -> None:
     """Tell the supervisor this worker serves, and where other nodes reach it."""
     ready = Ready(spec.slot, os.getpid(), server.node_id, base_url(*server.node_address))
-    os.write(spec.status_fd, ready_line(ready))
+    try:
+        os.write(spec.status_fd, ready_line(ready))
+    except OSError as exc:  # the supervisor is gone: the orphan watch stops this worker
+        log.warning("cannot report to the supervisor: %s", exc)
 
 
 def main() -> int:
