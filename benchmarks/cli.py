@@ -309,7 +309,8 @@ async def run(args: argparse.Namespace) -> int:
 async def workers_command(args: argparse.Namespace) -> int:
     segment = args.segment_duration or 2.0
     clip_path, clip = _load_clip(args, smoke=False)
-    settings = _settings(args, args.seconds, segment)
+    settings = replace(_settings(args, args.seconds, segment),
+                       ramp=workers_mod.RAMP_SECONDS if args.ramp is None else args.ramp)
     stem = f"workers-{time.strftime('%Y%m%d-%H%M%S')}"
     machine = machine_info()
     info: dict[str, Any] = {
@@ -326,13 +327,13 @@ async def workers_command(args: argparse.Namespace) -> int:
         write_results(args.out, stem, "publishers", results, machine, info)
 
     capacity = await workers_mod.step(
-        args.n, settings, clip, BENCH_CLIP.gop_seconds, args.server_cpu,
+        args.n, settings, clip, BENCH_CLIP.gop_seconds, args.server_cpu, args.load_cpu,
         _ours_args(args, segment), shlex.split(args.ours_cmd) if args.ours_cmd else None,
         args.playlist_p99, progress, record)
     if not results:
         return 1
     md = write_results(args.out, stem, "publishers", results, machine, info)
-    lines = workers_mod.summary(results, capacity, args.load_cpu)
+    lines = workers_mod.summary(results, capacity, args.server_cpu, args.load_cpu)
     md.write_text(md.read_text() + "\n" + "\n".join(lines) + "\n")
     print(markdown_table(results))
     print("\n" + "\n".join(lines))

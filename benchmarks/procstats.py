@@ -104,6 +104,11 @@ def self_cpu_seconds() -> float:
     return times.user + times.system
 
 
+def unpin(pid: int) -> None:
+    """Let pid (0: this process) run on every CPU of the machine."""
+    os.sched_setaffinity(pid, range(os.cpu_count() or 1))
+
+
 def pin(pid: int, cpu: int | None) -> bool:
     """Pin pid (0: this process) to one CPU; False if that CPU does not exist here."""
     if cpu is None or not 0 <= cpu < (os.cpu_count() or 1):

@@ -12,9 +12,12 @@ does not carry.
 more than `--max-lag` behind real time, none was dropped, playlist p99 within
 `--playlist-p99` and the live-edge lag p99 within a segment target plus a GOP.
 
-**The load generator needs CPU too.** It is this process, pinned to `--load-cpu`.
-One worker is pinned to `--server-cpu`, so it has one core and the load the
-other; two workers may run on both cores and share the load's. So the measured
+**The load generator needs CPU too.** It is this process. With one worker, the
+worker is pinned to `--server-cpu` and the load to `--load-cpu`: each has a core.
+With two workers, neither the workers nor the load are pinned, and the kernel
+shares both cores among the three (pinned, the load would halve the one worker
+that lands beside it). Publishers join over `--ramp` (default 10 s) so that a few
+hundred RTMP set-ups at once do not starve the load generator. So the measured
 ratio of capacities is bounded by the load's share of the box (about
 2 x server / (server + load) per-stream CPU), not by the server. The report
 gives it, and beside it the capacity each configuration would have with its
@@ -34,6 +37,7 @@ import redis.asyncio as aioredis
 
 from control_api.redis_store import ONLINE_PREFIX, connect
 
+from . import procstats
 from .case import Case, CaseResult, Settings
 from .chunked import ChunkedClip
 from .redis_server import RedisServer
@@ -41,6 +45,8 @@ from .runner import run_case
 from .servers import OurServer, ServerError
 
 CONFIGS = (1, 2)  # workers
+# Publishers join over this long by default (see above).
+RAMP_SECONDS = 10.0
 # A playlist answered slower than this (p99) is not being served in real time.
 PLAYLIST_P99_BOUND = 1.0
 READY = re.compile(r"worker (\d+) \(pid \d+\) ready: node (\S+),")
@@ -89,7 +95,8 @@ async def worker_split(redis: aioredis.Redis, server: OurServer) -> str:
 
 
 async def step(ns: list[int], settings: Settings, clip: ChunkedClip, gop_seconds: float,
-               server_cpu: int, server_args: list[str], command: list[str] | None,
+               server_cpu: int, load_cpu: int, server_args: list[str],
+               command: list[str] | None,
                playlist_p99: float, progress: Callable[[str], None],
                record: Callable[[CaseResult], None]) -> dict[int, int]:
     """Step N for every configuration until each fails; the largest N each carried."""
@@ -102,6 +109,10 @@ async def step(ns: list[int], settings: Settings, clip: ChunkedClip, gop_seconds
                 if workers not in stepping:
                     continue
                 redis.flushall()
+                if workers == 1:
+                    procstats.pin(0, load_cpu)
+                else:
+                    procstats.unpin(0)
                 server = OurServer(server_cpu if workers == 1 else None,
                                    ["--store", redis.url, "--workers", str(workers),
                                     *server_args], command)
@@ -133,7 +144,8 @@ async def step(ns: list[int], settings: Settings, clip: ChunkedClip, gop_seconds
     return capacity
 
 
-def summary(results: list[CaseResult], capacity: dict[int, int], load_cpu: int) -> list[str]:
+def summary(results: list[CaseResult], capacity: dict[int, int], server_cpu: int,
+            load_cpu: int) -> list[str]:
     """The capacity lines of the report: measured, and with the load accounted for."""
     at_capacity = {w: next((r for r in results if r.server == label(w)
                             and r.streams == capacity[w]), None) for w in CONFIGS}
@@ -170,6 +182,6 @@ def summary(results: list[CaseResult], capacity: dict[int, int], load_cpu: int) 
                 f"{r.cpu_ms_per_stream_second:.2f}" for w in CONFIGS
                 for r in results if r.server == label(w) and r.streams == n)
             for n in common)]
-    lines += ["", f"The load generator is pinned to CPU {load_cpu}; one worker to the other "
-              "CPU, two workers to neither (see benchmarks/workers.py)."]
+    lines += ["", f"With one worker, it is pinned to CPU {server_cpu} and the load generator to "
+              f"CPU {load_cpu}; with two, nothing is pinned (see benchmarks/workers.py)."]
     return lines
