@@ -336,11 +336,12 @@ class Supervisor:
 
     def _kill_the_rest(self) -> None:
         for slot in self.slots:
-            if slot.process is not None and not slot.unclean:
+            if slot.process is not None:
                 log.error("worker %d (pid %d) did not stop within %.0fs: killing it",
                           slot.index, slot.process.pid, STOP_DEADLINE_SECONDS)
                 slot.unclean = True
                 slot.process.kill()
+        self._stop_deadline = float("inf")  # done: now only their exits are awaited
 
     def _exit_status(self) -> int:
         failed = self._failed or any(slot.unclean for slot in self.slots)

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from benchmarks.servers import OurServer
 from control_api.redis_store import connect
 from mediaserver.workers.restarts import FIRST_BACKOFF_SECONDS, RestartPolicy
+from mediaserver.workers.supervisor import STOP_DEADLINE_SECONDS
 from tests.live import metric_samples, publish, stop_process, wait_for
 from tests.m3u8 import Playlist, parse_playlist
 from tests.redis_server import RedisServer
@@ -297,6 +298,26 @@ async def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisS
                            what=f"orphaned worker {worker.pid} to stop")
         log = server.log_text()
     assert log.count("is gone: stopping this worker") == 2
+
+
+async def test_a_worker_that_does_not_stop_is_killed_and_the_exit_status_says_so(
+        redis_server: RedisServer) -> None:
+    async with box(redis_server.url) as server:
+        frozen = workers_ready(server.log_text())[1]
+        os.kill(frozen.pid, signal.SIGSTOP)  # alive, but deaf to SIGTERM
+        asked = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        await wait_for(lambda: not alive(server.pid), timeout=STOP_DEADLINE_SECONDS + 10,
+                       what="the supervisor to give up on the frozen worker and exit")
+        took = time.monotonic() - asked
+        code = await server.stop()
+    log = server.final_log_text
+    assert code == 1
+    assert STOP_DEADLINE_SECONDS <= took < STOP_DEADLINE_SECONDS + 5, took
+    assert (f"worker 1 (pid {frozen.pid}) did not stop within "
+            f"{STOP_DEADLINE_SECONDS:.0f}s: killing it") in log
+    assert re.search(r"worker 0 \(pid \d+\) stopped: exit status 0", log)
+    assert "not every worker stopped cleanly" in log
 
 
 def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
