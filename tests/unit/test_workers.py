@@ -37,7 +37,7 @@ def config(**flags: str) -> Config:
 
 
 def test_config_flags_rebuild_the_same_config_through_the_same_parsers() -> None:
-    original = config(rtmp="[::1]:0", http="10.0.0.5:8081", data_dir="/srv/media",
+    original = config(rtmp="[::1]:0", http="10.0.0.5:8081", data_dir="media-data",
                       store=REDIS, segment_duration="0.1", grace_period="12.5",
                       duplicate_publish="reject", api_token="sécret", advertise="[fd00::7]:9000",
                       workers="3", edge="redirect", max_stream_memory="1000",
