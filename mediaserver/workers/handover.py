@@ -26,7 +26,7 @@ class HandoverError(ValueError):
 class WorkerSpec:
     slot: int  # 0..N-1: which of the N workers this is
     restarts: int  # times the supervisor had restarted this slot before this process
-    rtmp_fd: int  # the shared listening sockets, inherited
+    rtmp_fd: int  # its listening sockets on the public ports, inherited
     http_fd: int
     status_fd: int  # write end of the supervisor's status pipe
     supervisor_pid: int  # a worker whose supervisor is gone stops
