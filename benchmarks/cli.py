@@ -14,8 +14,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from . import edge as edge_mod
 from . import pipeline, procstats
 from . import soak as soak_mod
+from . import workers as workers_mod
 from .case import Case, CaseResult, Settings
 from .chunked import ChunkedClip
 from .clip import BENCH_CLIP, DEFAULT_CACHE, SMOKE_CLIP, ensure_clip
@@ -73,6 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--seconds", type=float, default=4.0)
     smoke.add_argument("--json", action="store_true", help="print the result as one JSON line")
     _common(smoke)
+
+    workers = commands.add_parser(
+        "workers", help="publishers `--workers 2` carries against one worker, side by side "
+                        "(needs redis-server)",
+        description=workers_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    workers.add_argument("--n", type=_ints, default=_ints("100,200,300,400,500,600,700,800"),
+                         help="comma-separated N values to step through")
+    workers.add_argument("--seconds", type=float, default=20.0, help="measured window per case")
+    workers.add_argument("--playlist-p99", type=float, default=workers_mod.PLAYLIST_P99_BOUND,
+                         help="seconds: a slower playlist p99 means N was not carried")
+    workers.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    _common(workers)
+
+    edge = commands.add_parser(
+        "edge", help="a channel served through edge nodes of a cluster: latency against the "
+                     "origin's, and what a spread audience costs the origin (needs redis-server)",
+        description=edge_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    edge_mod.add_arguments(edge)
 
     pipeline = commands.add_parser(
         "pipeline", help="the ingest pipeline in-process, no sockets: CPU per stream, low noise",
@@ -212,10 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_loop(soak(args))
     if args.command == "fuzz":
         return fuzz_command(args)
+    if args.command == "edge":
+        return edge_mod.run(args)
     if not procstats.pin(0, args.load_cpu):
         progress(f"CPU {args.load_cpu} not available: load generator not pinned")
     if args.command == "smoke":
         return _run_loop(smoke(args))
+    if args.command == "workers":
+        return _run_loop(workers_command(args))
     return _run_loop(run(args))
 
 
@@ -280,6 +304,41 @@ async def run(args: argparse.Namespace) -> int:
         print(markdown_table(results))
         print(f"\nresults: {md}")
     return 1 if failed or not results else 0
+
+
+async def workers_command(args: argparse.Namespace) -> int:
+    segment = args.segment_duration or 2.0
+    clip_path, clip = _load_clip(args, smoke=False)
+    settings = replace(_settings(args, args.seconds, segment),
+                       ramp=workers_mod.RAMP_SECONDS if args.ramp is None else args.ramp)
+    stem = f"workers-{time.strftime('%Y%m%d-%H%M%S')}"
+    machine = machine_info()
+    info: dict[str, Any] = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "clip": f"{clip_path.name}, {clip.bitrate / 1e6:.2f} Mbit/s, loop {clip.loop_seconds:g}s",
+        "server cpu (1 worker)": args.server_cpu, "load cpu": args.load_cpu,
+        "ours args": " ".join(_ours_args(args, segment)), "playlist p99 bound": args.playlist_p99,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    results: list[CaseResult] = []
+
+    def record(result: CaseResult) -> None:
+        results.append(result)
+        write_results(args.out, stem, "publishers", results, machine, info)
+
+    capacity = await workers_mod.step(
+        args.n, settings, clip, BENCH_CLIP.gop_seconds, args.server_cpu, args.load_cpu,
+        _ours_args(args, segment), shlex.split(args.ours_cmd) if args.ours_cmd else None,
+        args.playlist_p99, progress, record)
+    if not results:
+        return 1
+    md = write_results(args.out, stem, "publishers", results, machine, info)
+    lines = workers_mod.summary(results, capacity, args.server_cpu, args.load_cpu)
+    md.write_text(md.read_text() + "\n" + "\n".join(lines) + "\n")
+    print(markdown_table(results))
+    print("\n" + "\n".join(lines))
+    print(f"\nresults: {md}")
+    return 0
 
 
 async def pipeline_command(args: argparse.Namespace) -> int:

@@ -1,19 +1,19 @@
-"""`python -m benchmarks.edge`: what serving a channel through another node (an edge) costs.
+"""`python -m benchmarks edge`: what serving a channel through other nodes (edges) costs.
 
-Three processes on loopback: the origin (ffmpeg publishing the bench clip to it),
-the edge (a node whose registry says the origin holds every channel) and this load
-generator. Measured:
+A real cluster on loopback: one redis-server, an origin node (real ffmpeg publishes
+the bench clip to it) and `--edges` edge nodes, every one a `mediaserver serve
+--store redis://…` that finds the origin through the cluster registry. All side
+by side in one run:
 
-1. Latency of playlist and segment requests, direct from the origin and through
-   the edge (sequential requests, so each one's time is its own, not a queue's);
-   segments through the edge both as first fetches (the edge asks the origin) and
-   as cache hits.
-2. Origin requests per second caused by V player-like viewers (benchmarks.viewer)
-   watching through the edge, next to what the same viewers cost it directly.
-
-`python -m benchmarks.edge node --origin URL [server flags]` is the edge process:
-a MediaServer whose `cluster_locate` always answers URL (until the cluster
-registry lands, the only way to make a node an edge from the command line).
+1. Latency of playlist and segment requests straight from the origin and through
+   an edge (sequential requests, so each one's time is its own, not a queue's):
+   playlists from the edge's fresh copy and as refetches from the origin, segments
+   as the edge's first fetch of them and as cache hits.
+2. The origin's cost of an audience: origin HLS requests per second and origin CPU
+   while 1 viewer watches it directly, while `--viewers` viewers spread over the
+   edges watch, and while the same number watch it directly. Edges fetch each
+   segment once and coalesce playlist fetches, so the spread audience should cost
+   the origin about one viewer per edge.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 from dataclasses import asdict
@@ -32,8 +31,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mediaserver.cluster.edge_playlists import PLAYLIST_FRESH_SECONDS
 
+from . import procstats
 from .clip import BENCH_CLIP, ensure_clip
 from .m3u8 import parse_media_playlist
+from .machine import machine_info
+from .redis_server import RedisServer
 from .servers import HOST, OurServer
 from .stats import Summary
 from .viewer import Viewer, ViewerStats
@@ -44,43 +46,8 @@ CHANNEL = "bench0"  # what OurServer.prepare(1) creates
 ARRIVAL_SPREAD = 2.0
 # Playlist requests spaced past the edge's freshness (half a second each).
 REFETCH_SAMPLES = 40
-
-
-# ---- the edge process -------------------------------------------------------------------
-
-
-def run_node(origin: str, argv: list[str]) -> int:
-    from mediaserver.config import add_arguments, load_config
-    from mediaserver.logs import configure_logging
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.edge node")
-    add_arguments(parser)
-    config = load_config(vars(parser.parse_args(argv)), env={})
-    configure_logging(config.log_level)
-    import uvloop
-
-    return uvloop.run(_node(config, origin.rstrip("/")))
-
-
-async def _node(config: object, origin: str) -> int:
-    from mediaserver.app import MediaServer
-
-    server = MediaServer(config)  # type: ignore[arg-type]
-
-    async def locate(channel: str) -> str | None:
-        return origin
-
-    server.cluster_locate = locate
-    await server.start()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop()
-    return 0
-
-
-# ---- the measurement --------------------------------------------------------------------
+# An origin that has not published this many segments after this long is broken.
+READY_SEGMENTS, READY_SECONDS = 4, 30.0
 
 
 async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes, float]:
@@ -140,93 +107,103 @@ async def hls_requests(session: aiohttp.ClientSession, base: str) -> dict[str, f
     return totals
 
 
-async def audience(session: aiohttp.ClientSession, origin: str, playlist_url: str,
-                   viewers: int, seconds: float) -> dict[str, object]:
-    """`viewers` players on playlist_url for `seconds`: what reached the origin meanwhile."""
-    before = await hls_requests(session, origin)
+async def audience(session: aiohttp.ClientSession, origin: OurServer, playlist_urls: list[str],
+                   viewers: int, seconds: float, name: str) -> dict[str, object]:
+    """`viewers` players spread over playlist_urls for `seconds`: what the origin paid."""
+    origin_base = f"http://{HOST}:{origin.http_port}"
+    before = await hls_requests(session, origin_base)
+    cpu_before = procstats.cpu_seconds(origin.pid)
     started = time.monotonic()
     deadline = started + seconds
-    crowd = [Viewer(session, playlist_url) for _ in range(viewers)]
+    crowd = [Viewer(session, playlist_urls[i % len(playlist_urls)]) for i in range(viewers)]
     results = await asyncio.gather(*(v.run(deadline, ARRIVAL_SPREAD * i / viewers)
                                      for i, v in enumerate(crowd)))
     elapsed = time.monotonic() - started
-    after = await hls_requests(session, origin)
+    cpu = procstats.cpu_seconds(origin.pid) - cpu_before
+    after = await hls_requests(session, origin_base)
     merged = ViewerStats()
     for stats in results:
         merged.merge(stats)
     per_second = {kind: round((after.get(kind, 0) - before.get(kind, 0)) / elapsed, 2)
                   for kind in ("playlist", "segment")}
-    return {"viewers": viewers, "seconds": round(elapsed, 1),
-            "origin_requests_per_second": per_second,
+    return {"name": name, "viewers": viewers, "nodes": len(playlist_urls),
+            "seconds": round(elapsed, 1), "origin_requests_per_second": per_second,
+            "origin_cpu_percent": round(100 * cpu / elapsed, 1),
             "viewer_requests_per_second": round(
                 (len(merged.playlist_latency) + len(merged.segment_latency)) / elapsed, 1),
             "viewer_errors": merged.errors, "stalls": merged.stalls}
 
 
-async def measure(requests: int, viewers: int, seconds: float) -> dict[str, object]:
-    clip = ensure_clip(BENCH_CLIP)
-    origin_server = OurServer(cpu=0)
-    await origin_server.start()
-    ffmpeg: asyncio.subprocess.Process | None = None
-    edge_server: OurServer | None = None
-    try:
-        target = (await origin_server.prepare(1))[0]
-        ffmpeg = await asyncio.create_subprocess_exec(
-            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-            "-i", str(clip), "-c", "copy", "-f", "flv",
-            f"rtmp://{HOST}:{origin_server.rtmp_port}/live/{target.stream_name}",
-            stdin=asyncio.subprocess.DEVNULL)
-        origin = f"http://{HOST}:{origin_server.http_port}"
-        edge_server = OurServer(cpu=1, command=[sys.executable, "-m", "benchmarks.edge",
-                                                "node", "--origin", origin])
-        await edge_server.start()
-        edge = f"http://{HOST}:{edge_server.http_port}"
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            deadline = time.monotonic() + 30
-            while len(await window(session, origin)) < 4:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no playlist on the origin after 30 s")
-                await asyncio.sleep(0.2)
-            playlist_path = f"/live/{CHANNEL}/index.m3u8"
-            latencies = {
-                "playlist_origin": await latency(session, [origin + playlist_path], requests),
-                "playlist_edge": await latency(session, [edge + playlist_path], requests),
-                # Each one finds the edge's copy stale: it includes the origin refetch.
-                "playlist_edge_refetch": await latency(
-                    session, [edge + playlist_path], REFETCH_SAMPLES,
-                    spacing=PLAYLIST_FRESH_SECONDS + 0.05),
-            }
-            # The newest three segments, fetched once through the edge first: the hit case.
-            uris = await window(session, origin)
-            segments = [f"/live/{CHANNEL}/{uri}" for uri in uris[-3:]]
-            for path in segments:
-                await timed_get(session, edge + path)
-            latencies |= {
-                "segment_origin": await latency(session, [origin + p for p in segments],
-                                                requests),
-                "segment_edge_cached": await latency(session, [edge + p for p in segments],
-                                                     requests),
-                "segment_edge_first_fetch": await first_fetches(session, origin, edge, 8),
-            }
-            result: dict[str, object] = {
-                "clip": BENCH_CLIP.filename,
-                "requests": requests,
-                "latency_seconds": {name: asdict(summary) if summary else None
-                                    for name, summary in latencies.items()},
-            }
-            result["through_edge"] = await audience(session, origin, edge + playlist_path,
-                                                    viewers, seconds)
-            result["direct"] = await audience(session, origin, origin + playlist_path,
-                                              viewers, seconds)
-            return result
-    finally:
-        if ffmpeg is not None and ffmpeg.returncode is None:
-            ffmpeg.kill()
-            await ffmpeg.wait()
-        if edge_server is not None:
-            await edge_server.stop()
-        await origin_server.stop()
+async def measure(requests: int, viewers: int, edges: int, seconds: float,
+                  clip: Path | None = None) -> dict[str, object]:
+    clip = clip or ensure_clip(BENCH_CLIP)
+    with RedisServer() as redis:
+        origin = OurServer(cpu=None, extra_args=["--store", redis.url])
+        nodes = [OurServer(cpu=None, extra_args=["--store", redis.url]) for _ in range(edges)]
+        ffmpeg: asyncio.subprocess.Process | None = None
+        try:
+            await asyncio.gather(origin.start(), *(node.start() for node in nodes))
+            target = (await origin.prepare(1))[0]
+            ffmpeg = await asyncio.create_subprocess_exec(
+                "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                "-i", str(clip), "-c", "copy", "-f", "flv",
+                f"rtmp://{HOST}:{origin.rtmp_port}/live/{target.stream_name}",
+                stdin=asyncio.subprocess.DEVNULL)
+            return {"clip": clip.name,
+                    **await _measure(origin, nodes, requests, viewers, seconds)}
+        finally:
+            if ffmpeg is not None and ffmpeg.returncode is None:
+                ffmpeg.kill()
+                await ffmpeg.wait()
+            await asyncio.gather(origin.stop(), *(node.stop() for node in nodes))
+
+
+async def _measure(origin_server: OurServer, nodes: list[OurServer], requests: int,
+                   viewers: int, seconds: float) -> dict[str, object]:
+    origin = f"http://{HOST}:{origin_server.http_port}"
+    edges = [f"http://{HOST}:{node.http_port}" for node in nodes]
+    edge = edges[0]
+    playlist_path = f"/live/{CHANNEL}/index.m3u8"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.monotonic() + READY_SECONDS
+        while len(await window(session, origin)) < READY_SEGMENTS or \
+                len(await window(session, edge)) < READY_SEGMENTS:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no playlist through the edge after {READY_SECONDS:.0f} s")
+            await asyncio.sleep(0.2)
+        latencies = {
+            "playlist_origin": await latency(session, [origin + playlist_path], requests),
+            "playlist_edge": await latency(session, [edge + playlist_path], requests),
+            # Each one finds the edge's copy stale: it includes the origin refetch.
+            "playlist_edge_refetch": await latency(
+                session, [edge + playlist_path], REFETCH_SAMPLES,
+                spacing=PLAYLIST_FRESH_SECONDS + 0.05),
+        }
+        # The newest three segments, fetched once through the edge first: the hit case.
+        uris = await window(session, origin)
+        segments = [f"/live/{CHANNEL}/{uri}" for uri in uris[-3:]]
+        for path in segments:
+            await timed_get(session, edge + path)
+        latencies |= {
+            "segment_origin": await latency(session, [origin + p for p in segments],
+                                            requests),
+            "segment_edge_cached": await latency(session, [edge + p for p in segments],
+                                                 requests),
+            "segment_edge_first_fetch": await first_fetches(session, origin, edge, 8),
+        }
+        audiences = [
+            await audience(session, origin_server, [origin + playlist_path], 1, seconds,
+                           "1 viewer on the origin"),
+            await audience(session, origin_server, [e + playlist_path for e in edges],
+                           viewers, seconds, f"{viewers} viewers over {len(edges)} edges"),
+            await audience(session, origin_server, [origin + playlist_path], viewers,
+                           seconds, f"{viewers} viewers on the origin"),
+        ]
+    return {"requests": requests, "edges": len(edges),
+            "latency_seconds": {name: asdict(summary) if summary else None
+                                for name, summary in latencies.items()},
+            "audiences": audiences}
 
 
 def markdown(result: dict[str, object]) -> str:
@@ -239,40 +216,45 @@ def markdown(result: dict[str, object]) -> str:
             continue
         lines.append(f"| {name} | {summary['p50'] * 1000:.2f} | {summary['p99'] * 1000:.2f} "
                      f"| {summary['max'] * 1000:.2f} | {summary['count']} |")
-    lines += ["", "| viewers watching | origin playlist req/s | origin segment req/s "
-              "| viewer req/s | viewer errors | stalls |", "|---|---:|---:|---:|---:|---:|"]
-    for name in ("through_edge", "direct"):
-        run = result[name]
-        rates = run["origin_requests_per_second"]  # type: ignore[index]
-        lines.append(f"| {run['viewers']} {name.replace('_', ' ')} "  # type: ignore[index]
-                     f"| {rates['playlist']} | {rates['segment']} "
-                     f"| {run['viewer_requests_per_second']} "  # type: ignore[index]
-                     f"| {run['viewer_errors']} | {run['stalls']} |")  # type: ignore[index]
+    lines += ["", "| audience | origin playlist req/s | origin segment req/s | origin CPU % "
+              "| viewer req/s | viewer errors | stalls |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for run in result["audiences"]:  # type: ignore[attr-defined]
+        rates = run["origin_requests_per_second"]
+        lines.append(f"| {run['name']} | {rates['playlist']} | {rates['segment']} "
+                     f"| {run['origin_cpu_percent']} | {run['viewer_requests_per_second']} "
+                     f"| {run['viewer_errors']} | {run['stalls']} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["node"]:
-        node = argparse.ArgumentParser(prog="python -m benchmarks.edge node", add_help=False)
-        node.add_argument("--origin", required=True)
-        known, rest = node.parse_known_args(argv[1:])
-        return run_node(known.origin, rest)
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.edge", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks edge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=300,
                         help="sequential requests per latency measurement")
-    parser.add_argument("--viewers", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=30.0, help="per audience run")
+    parser.add_argument("--viewers", type=int, default=300, help="the spread audience")
+    parser.add_argument("--edges", type=int, default=3, help="edge nodes beside the origin")
+    parser.add_argument("--seconds", type=float, default=30.0, help="per audience")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.requests, args.viewers, args.seconds))
+    parser.add_argument("--clip", type=Path, default=None,
+                        help="an FLV file to publish (default: the cached bench clip)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = asyncio.run(measure(args.requests, args.viewers, args.edges, args.seconds,
+                                 args.clip))
+    result["machine"] = machine_info()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"edge-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     report = markdown(result)
     (args.out / f"edge-{stamp}.md").write_text(report)
     print(report)
+    print(f"results: {args.out / f'edge-{stamp}.md'}")
     return 0
 
 

@@ -72,6 +72,21 @@ def memory(pid: int) -> Memory:
     return Memory(values["VmRSS"], values["VmHWM"])
 
 
+def tree_memory(pid: int) -> Memory:
+    """memory() of pid plus its live descendants (a supervisor and its workers).
+
+    The peak is the sum of each process's own peak: an upper bound on the tree's.
+    """
+    total = memory(pid)
+    for child in descendants(pid):
+        try:
+            own = memory(child)
+        except (OSError, ValueError):
+            continue  # exited between the scan and the read
+        total = Memory(total.rss + own.rss, total.peak + own.peak)
+    return total
+
+
 def open_fds(pid: int) -> int:
     """File descriptors pid holds open now (sockets included)."""
     return sum(1 for _ in (PROC / str(pid) / "fd").iterdir())
@@ -87,6 +102,11 @@ def machine_busy_seconds() -> float:
 def self_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
+
+
+def unpin(pid: int) -> None:
+    """Let pid (0: this process) run on every CPU of the machine."""
+    os.sched_setaffinity(pid, range(os.cpu_count() or 1))
 
 
 def pin(pid: int, cpu: int | None) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -30,6 +30,8 @@ from .stats import Summary
 from .viewer import START_DISTANCE, ViewerStats
 
 Progress = Callable[[str], None]
+# Asked at the end of the window, while the load still runs: a note for the report.
+Probe = Callable[[], Awaitable[str]]
 PROGRESS_EVERY = 5.0
 MB = 1024 * 1024
 # Probes at the end of a case run this many requests at once at most.
@@ -62,14 +64,16 @@ class _Window:
 
 
 async def run_case(server: ServerUnderTest, scenario: str, case: Case, settings: Settings,
-                   clip: ChunkedClip, progress: Progress) -> CaseResult:
+                   clip: ChunkedClip, progress: Progress, probe: Probe | None = None
+                   ) -> CaseResult:
     result = CaseResult(server.name, scenario, case.streams, case.viewers)
     tag = f"[{server.name} {scenario} streams={case.streams} viewers={case.viewers}]"
     progress(f"{tag} starting server")
     await server.start()
     result.server_code = server.code
     try:
-        await _run_started(server, case, settings, clip, result, lambda m: progress(f"{tag} {m}"))
+        await _run_started(server, case, settings, clip, result, lambda m: progress(f"{tag} {m}"),
+                           probe)
     finally:
         result.server_exit_code = await server.stop()
         if result.server_exit_code not in (0, None):
@@ -81,10 +85,11 @@ async def run_case(server: ServerUnderTest, scenario: str, case: Case, settings:
 
 
 async def _run_started(server: ServerUnderTest, case: Case, settings: Settings,
-                       clip: ChunkedClip, result: CaseResult, progress: Progress) -> None:
+                       clip: ChunkedClip, result: CaseResult, progress: Progress,
+                       probe: Probe | None) -> None:
     loop = asyncio.get_running_loop()
     streams = [_Stream(t) for t in await server.prepare(case.streams)]
-    result.rss_start_mb = procstats.memory(server.pid).rss / MB
+    result.rss_start_mb = procstats.tree_memory(server.pid).rss / MB
     pacer = Pacer(settings.tick)
     pacer.start(loop.time() + settings.ramp + settings.first_segment_timeout
                 + settings.warmup + START_DISTANCE * settings.segment_target
@@ -101,6 +106,8 @@ async def _run_started(server: ServerUnderTest, case: Case, settings: Settings,
         http.start(window_end)
         profiler = await _start_profiler(server, case, settings, result)
         window = await _measure(server.pid, live, settings, window_end, loop, progress)
+        if probe is not None:
+            result.notes.append(await probe())
         result.edge_lag = Summary.of(await _edge_lags(session, live))
         if profiler is not None:
             await _finish_profiler(profiler, result)
@@ -176,7 +183,7 @@ async def _measure(pid: int, live: list[_Stream], settings: Settings, window_end
         server_cpu=procstats.cpu_seconds(pid) - cpu_start,
         load_cpu=procstats.self_cpu_seconds() - load_start,
         machine_cpu=procstats.machine_busy_seconds() - machine_start,
-        memory=procstats.memory(pid),
+        memory=procstats.tree_memory(pid),
     )
 
 

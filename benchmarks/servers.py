@@ -137,6 +137,9 @@ class _SubprocessServer:
         self.rtmp_port = 0
         self.http_port = 0
         self.final_log = ""
+        self.final_log_text = ""  # the whole log, kept when stop() removes the temp dir
+        self._stopped = False
+        self._exit_code: int | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: _Process | None = None
 
@@ -146,11 +149,16 @@ class _SubprocessServer:
         return self._process.pid
 
     async def stop(self) -> int | None:
-        code = await self._process.terminate() if self._process else None
+        """Stop (SIGTERM, then SIGKILL), keep the log, remove the temp dir; idempotent."""
+        if self._stopped:
+            return self._exit_code
+        self._exit_code = await self._process.terminate() if self._process else None
+        self._stopped = True
         self.final_log = self.log_tail()
+        self.final_log_text = self.log_text()
         if self._tmp is not None:
             self._tmp.cleanup()
-        return code
+        return self._exit_code
 
     def log_text(self) -> str:
         """The whole server log so far (empty once stopped: the temp dir is gone)."""

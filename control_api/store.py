@@ -80,6 +80,15 @@ class ChannelStore(Protocol):
     async def close(self) -> None: ...
 
 
+# URL schemes of the store several nodes can share (Redis).
+SHARED_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+def is_shared_store(url: str | None) -> bool:
+    """Whether `--store URL` names a store that several nodes can share."""
+    return url is not None and urlsplit(url).scheme.lower() in SHARED_SCHEMES
+
+
 def open_store(url: str | None, data_dir: Path) -> ChannelStore:
     """Open the store a `--store` URL names, without doing network I/O.
 
@@ -97,7 +106,7 @@ def open_store(url: str | None, data_dir: Path) -> ChannelStore:
         if not relative:
             return _open_sqlite(data_dir / SQLITE_FILENAME)
         return _open_sqlite(data_dir / relative)
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in SHARED_SCHEMES:
         from control_api.redis_store import RedisStore
 
         return RedisStore(url)

@@ -15,9 +15,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
@@ -36,9 +33,11 @@ from .cluster.edge import Locate, ProxyEdge, RedirectEdge, make_edge
 from .config import Config
 from .dashboard import Dashboard
 from .fdlimit import plan_caps, raise_fd_limit
+from .first_start import FirstStart, ensure_demo_channel, load_or_create_token, public_urls
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
+from .listeners import SharedListeners, bound
 from .local_live import HubLive
 from .memory import release_free_memory
 from .metrics import ServerMetrics
@@ -46,8 +45,6 @@ from .thumbnails import Thumbnailer
 
 log = logging.getLogger("mediaserver")
 
-TOKEN_FILENAME = "api_token"
-DEMO_CHANNEL = "demo"
 # Online status in a shared store lapses unless refreshed: a crashed node's
 # streams stop showing as live within this long.
 ONLINE_TTL_SECONDS = 30.0
@@ -56,55 +53,13 @@ ONLINE_REFRESH_SECONDS = 10.0
 READY_CHECK_TIMEOUT = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class FirstStart:
-    """What a first start created, to be shown once to the operator."""
-
-    demo_key: str | None
-    token_generated: bool
-
-
-def load_or_create_token(config: Config) -> tuple[str, bool]:
-    """The API token: configured, or kept in the data directory (created 0600 once)."""
-    if config.api_token:
-        return config.api_token, False
-    path = config.data_dir / TOKEN_FILENAME
-    if path.exists():
-        return path.read_text().strip(), False
-    token = secrets.token_urlsafe(32)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    return token, True
-
-
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A bound (not yet listening) TCP socket; port 0 picks a free one."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def public_urls(config: Config, rtmp_port: int, http_port: int) -> PublicUrls:
-    host = config.url_host
-    return PublicUrls(
-        rtmp_base=f"rtmp://{host}:{rtmp_port}/{config.app}",
-        http_base=f"http://{host}:{http_port}",
-    )
-
-
 class MediaServer:
     """Owns every long-lived part; start() and stop() are the whole lifecycle."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, shared: SharedListeners | None = None) -> None:
+        """`shared`: a worker's listeners, bound by its supervisor (None: bind our own)."""
         self.config = config
+        self.shared = shared
         self.hub = StreamHub(
             HubSettings(
                 segment_duration=config.segment_duration,
@@ -124,7 +79,7 @@ class MediaServer:
         self.rtmp: RtmpServer | None = None
         self.rtmp_address: tuple[str, int] = ("", 0)
         self.http_address: tuple[str, int] = ("", 0)
-        # A worker's own HTTP listener (set when several workers share the public
+        # A worker's own HTTP listener (bound when several workers share the public
         # port, which cannot address one of them); None for a single process.
         self.private_http_address: tuple[str, int] | None = None
         self.urls: PublicUrls | None = None
@@ -171,8 +126,9 @@ class MediaServer:
             self.cluster_locate = self.cluster.locate
         stack.callback(self.thumbnails.close)
         self.token, token_generated = load_or_create_token(config)
-        demo_key = await self._ensure_demo_channel()
-        self.first_start = FirstStart(demo_key, token_generated)
+        if self.shared is None:  # a worker's supervisor has done this, once for all
+            self.first_start = FirstStart(await ensure_demo_channel(self.store),
+                                          token_generated)
         if config.auth_webhook:
             self._auth_webhook = AuthWebhook(config.auth_webhook)
             stack.push_async_callback(self._auth_webhook.close)
@@ -192,8 +148,16 @@ class MediaServer:
 
         # Bind both sockets first so the public URLs (with real ports) exist before the
         # apps that hand them out; serve HTTP, then let publishers in last.
-        http_sock = stack.enter_context(_bound("http", *config.http))
-        rtmp_sock = stack.enter_context(_bound("rtmp", *config.rtmp))
+        private_sock = None
+        if self.shared is None:
+            http_sock = stack.enter_context(bound("http", *config.http))
+            rtmp_sock = stack.enter_context(bound("rtmp", *config.rtmp))
+        else:
+            http_sock = stack.enter_context(self.shared.http)
+            rtmp_sock = stack.enter_context(self.shared.rtmp)
+            private_sock = stack.enter_context(
+                bound("this worker's own http", *self.shared.private_http))
+            self.private_http_address = private_sock.getsockname()[:2]
         self.http_address = http_sock.getsockname()[:2]
         self.rtmp_address = rtmp_sock.getsockname()[:2]
         self.urls = public_urls(config, self.rtmp_address[1], self.http_address[1])
@@ -223,6 +187,8 @@ class MediaServer:
 
         self.http_gate = HttpGate(HttpLimits(caps.http, config.http_header_timeout))
         await GuardedSockSite(self._runner, http_sock, self.http_gate).start()
+        if private_sock is not None:
+            await GuardedSockSite(self._runner, private_sock, self.http_gate).start()
         self.rtmp = RtmpServer(
             IngestPolicy(self.hub, self.store, config.app, self._auth_webhook,
                          self.cluster.gate if self.cluster is not None else None),
@@ -233,22 +199,39 @@ class MediaServer:
         )
         stack.push_async_callback(self.rtmp.close)
         await self.rtmp.start(sock=rtmp_sock)
-        log.info(
-            "listening rtmp://%s:%d/%s http://%s:%d/",
-            self.rtmp_address[0], self.rtmp_address[1], config.app,
-            self.http_address[0], self.http_address[1],
-        )
+        if self.private_http_address is None:
+            log.info(
+                "listening rtmp://%s:%d/%s http://%s:%d/",
+                self.rtmp_address[0], self.rtmp_address[1], config.app,
+                self.http_address[0], self.http_address[1],
+            )
+        else:  # the supervisor logs the shared addresses once
+            log.info("worker serving the shared rtmp %s:%d and http %s:%d listeners; "
+                     "its own http at %s:%d",
+                     *self.rtmp_address, *self.http_address, *self.private_http_address)
+
+    @property
+    def node_id(self) -> str:
+        """This node's id in the cluster (unique per process start)."""
+        return self._node
 
     @property
     def node_address(self) -> tuple[str, int]:
         """Where other nodes reach this node's HTTP (origin fetches, cluster calls).
 
-        `--advertise` wins; else a worker's private listener; else the HTTP listener,
-        with a wildcard host replaced by this box's name, which peers can resolve.
+        A worker: its own listener, under the --advertise host if there is one.
+        A single process: `--advertise`, else the HTTP listener. A wildcard host is
+        replaced by this box's name, which peers can resolve.
         """
-        if self.config.advertise is not None:
-            return self.config.advertise
-        host, port = self.private_http_address or self.http_address
+        advertise = self.config.advertise
+        if self.private_http_address is not None:
+            host, port = self.private_http_address
+            if advertise is not None:
+                host = advertise[0]
+        elif advertise is not None:
+            return advertise
+        else:
+            host, port = self.http_address
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         return host, port
@@ -286,17 +269,6 @@ class MediaServer:
             )
         return web.json_response({"status": "ok", "store": "ok"},
                                  headers={"Cache-Control": "no-store"})
-
-    async def _ensure_demo_channel(self) -> str | None:
-        """First start with an empty store: create channel `demo` and return its key."""
-        assert self.store is not None
-        try:
-            if await self.store.list_channels():
-                return None
-            return await self.store.create_channel(DEMO_CHANNEL)
-        except StoreError as exc:
-            log.warning("could not check or create the demo channel: %s", exc)
-            return None
 
     # ---- hub events -> store online status and webhooks -----------------------------
 
@@ -362,40 +334,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-@contextlib.contextmanager
-def _bound(what: str, host: str, port: int) -> Iterator[socket.socket]:
-    """A bound socket, closed on exit; a bind failure says which listener and address."""
-    try:
-        sock = bind_tcp(host, port)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen for {what} on {host}:{port}: "
-                                 f"{exc.strerror or exc}") from exc
-    with sock:
-        yield sock
-
-
-def banner(server: MediaServer) -> str:
-    """What an operator sees at start: where to publish and play, and first-start secrets."""
-    assert server.urls is not None
-    urls = server.urls
-    lines = [
-        "",
-        f"  RTMP ingest : {urls.rtmp_url()}",
-        f"  Playback    : {urls.playback_url('CHANNEL')}",
-        f"  Dashboard   : {urls.http_base}/",
-        f"  Control API : {urls.http_base}{API_PREFIX}/ (Bearer token)",
-    ]
-    if server.first_start.demo_key:
-        lines += [
-            "",
-            f"  Channel '{DEMO_CHANNEL}' created. In OBS: Settings > Stream > Service: Custom",
-            f"    Server     : {urls.rtmp_url()}",
-            f"    Stream key : {server.first_start.demo_key}",
-            f"    Play it at : {urls.playback_url(DEMO_CHANNEL)}",
-        ]
-    if server.first_start.token_generated:
-        lines += ["", f"  API token (kept in {Path(server.config.data_dir) / TOKEN_FILENAME}): "
-                  f"{server.token}"]
-    return "\n".join(lines) + "\n"

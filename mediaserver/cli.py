@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,11 +15,6 @@ from control_api.store import ChannelExists, ChannelNotFound, StoreError, open_s
 
 from .config import Config, ConfigError, add_arguments, load_config
 from .logs import configure_logging
-
-log = logging.getLogger("mediaserver")
-
-# After SIGINT/SIGTERM, give publishers and HTTP clients this long to be closed cleanly.
-SHUTDOWN_TIMEOUT = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(flags, config_file=args.config)
     except ConfigError as exc:
         parser.error(str(exc))
-    rate_limit = configure_logging(config.log_level)
+    if args.command == "serve":
+        from .workers.supervisor import refusal
+
+        if (problem := refusal(config)) is not None:
+            parser.error(problem)
+    # A supervisor never muxes: it leaves FFmpeg's libraries unloaded.
+    supervisor = args.command == "serve" and config.workers > 1
+    rate_limit = configure_logging(config.log_level, libav=not supervisor)
     try:
         if args.command == "serve":
             return serve(config)
@@ -63,42 +63,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(config: Config) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))
+    if config.workers > 1:
+        from .workers.supervisor import Supervisor
 
+        return Supervisor(config).run()
+    from .app import MediaServer
+    from .first_start import banner
+    from .lifecycle import run_loop, serve_until_stopped
 
-async def _serve(config: Config) -> int:
-    from .app import MediaServer, banner
+    def announce(server: MediaServer) -> None:
+        assert server.urls is not None
+        print(banner(server.urls, server.first_start, server.token, config.data_dir),
+              flush=True)
 
-    server = MediaServer(config)
-    try:
-        await server.start()
-    except (OSError, StoreError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        await server.stop()
-        return 1
-    print(banner(server), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down")
-    try:
-        await asyncio.wait_for(server.stop(), SHUTDOWN_TIMEOUT)
-    except TimeoutError:
-        log.warning("shutdown took longer than %.0fs; exiting anyway", SHUTDOWN_TIMEOUT)
-    return 0
+    return run_loop(serve_until_stopped(lambda: MediaServer(config), announce))
 
 
 # ---- channel ----------------------------------------------------------------------------
 
 
 async def channel_command(config: Config, action: str, name: str | None, as_json: bool) -> int:
-    from .app import public_urls
+    from .first_start import public_urls
 
     urls = public_urls(config, config.rtmp[1], config.http[1])
     if action != "list":

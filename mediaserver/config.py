@@ -141,10 +141,12 @@ OPTIONS: tuple[Option, ...] = (
     # Cluster (SPEC "Cluster (Redis)"): more than one worker or box needs a Redis store.
     Option("workers", _workers, "1",
            "worker processes sharing the RTMP and HTTP ports (auto: one per usable core); "
-           "more than one needs --store redis://", "N|auto"),
+           "more than one needs --store redis://; each worker is a node of the cluster with "
+           "its own HTTP listener on 127.0.0.1 (see --advertise)", "N|auto"),
     Option("advertise", _optional_hostport, None,
            "HOST:PORT other nodes use to reach this node's HTTP (default: the address it "
-           "listens on)", "HOST:PORT"),
+           "listens on); with --workers N, worker i listens on PORT+i of the --http host "
+           "(PORT 0: free ports) and advertises HOST:PORT+i", "HOST:PORT"),
     Option("edge", _choice("proxy", "redirect"), "proxy",
            "how a node serves a channel whose publisher is on another node: fetch and cache "
            "from it, or answer 302 to it", "proxy|redirect"),
@@ -244,3 +246,21 @@ def load_config(
         except ValueError as exc:
             raise ConfigError(f"bad value for {option.name} (from {source}): {exc}") from exc
     return Config(**values)
+
+
+def config_flags(config: Config) -> dict[str, str]:
+    """Every set option as the text its flag takes: load_config(config_flags(c)) == c.
+
+    How a worker process gets exactly its supervisor's configuration: re-read through
+    the same parsers, never through the environment or a file that may have changed.
+    """
+    flags = {}
+    for option in OPTIONS:
+        value = getattr(config, option.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # HOST:PORT; an IPv6 literal keeps its brackets
+            host, port = value
+            value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        flags[option.name] = str(value)  # str() of a float is exact (its repr)
+    return flags

@@ -118,13 +118,19 @@ class RateLimit(logging.Filter):
             handler.handle(record)
 
 
-def configure_logging(level: str) -> RateLimit:
-    """Log to stderr through one rate limit; FFmpeg's warnings and errors included."""
-    from hls.muxer import enable_libav_warnings
+def configure_logging(level: str, tag: str = "", libav: bool = True) -> RateLimit:
+    """Log to stderr through one rate limit; FFmpeg's warnings and errors included.
 
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    `tag` starts every line (a worker's name, so that the lines of N workers sharing
+    one stderr can be told apart); `libav` False leaves FFmpeg's libraries unloaded.
+    """
+    fmt = LOG_FORMAT.replace("%(name)s", f"[{tag}] %(name)s") if tag else LOG_FORMAT
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
     limit = RateLimit()
     for handler in logging.getLogger().handlers:
         limit.install(handler)
-    enable_libav_warnings()  # FFmpeg's log into the "libav.*" loggers, hence the limit
+    if libav:
+        from hls.muxer import enable_libav_warnings
+
+        enable_libav_warnings()  # FFmpeg's log into the "libav.*" loggers, hence the limit
     return limit

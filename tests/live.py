@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.servers import OurServer
 from mediaserver.app import MediaServer
 from mediaserver.config import load_config
 
@@ -137,3 +139,23 @@ async def api_call(session: aiohttp.ClientSession, server: MediaServer, method: 
                                **kwargs) as response:
         text = await response.text()
         return response.status, json.loads(text) if text else None
+
+
+@contextlib.asynccontextmanager
+async def server_processes(count: int, *args: str) -> AsyncIterator[list[OurServer]]:
+    """`count` `mediaserver serve` processes on ephemeral ports, started side by side."""
+    servers = [OurServer(cpu=None, extra_args=list(args)) for _ in range(count)]
+    try:
+        await asyncio.gather(*(server.start() for server in servers))
+        yield servers
+    finally:
+        await asyncio.gather(*(server.stop() for server in servers))
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """A /metrics page as {(sample name, sorted labels): value}."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

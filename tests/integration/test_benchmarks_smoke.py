@@ -8,6 +8,7 @@ CPUs and starts the server as its own process, as a real benchmark run does.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -20,6 +21,7 @@ from benchmarks import pipeline
 from benchmarks.chunked import ChunkedClip
 from benchmarks.clip import SMOKE_CLIP, ensure_clip
 from benchmarks.flvfile import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, read_flv
+from benchmarks.redis_server import REDIS_SERVER
 from rtmp import amf0
 from rtmp.chunk import SET_CHUNK_SIZE, ChunkReader, ChunkWriter
 
@@ -29,6 +31,8 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+# The cluster benchmarks start their own redis-server.
+NEEDS_REDIS = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,45 @@ def test_smoke_publishes_keeps_up_and_measures(clip_path: Path) -> None:
     assert result["segments_fetched"] > 0 and result["bytes_fetched"] > 0
     assert result["segment_latency"]["p50"] > 0
     assert result["stalls"] == 0
+
+
+def run_benchmark(*args: str) -> None:
+    """`python -m benchmarks ARGS` as a user runs it; it must succeed."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@NEEDS_REDIS
+def test_workers_benchmark_steps_both_configurations(clip_path: Path, tmp_path: Path) -> None:
+    run_benchmark("workers", "--n", "2", "--seconds", "3", "--segment-duration", "1",
+                  "--clip", str(clip_path), "--out", str(tmp_path))
+    report = next(tmp_path.glob("workers-*.md")).read_text()
+    assert "- 1 worker: carried N = 2 (the largest N tried)" in report
+    assert "- 2 workers: carried N = 2 (the largest N tried)" in report
+    data = json.loads(next(tmp_path.glob("workers-*.json")).read_text())
+    rows = {row["server"]: row for row in data["results"]}
+    assert set(rows) == {"1 worker", "2 workers"}
+    for row in rows.values():
+        assert row["published"] == 2 and row["cpu_ms_per_stream_second"] > 0
+    split = next(n for n in rows["2 workers"]["notes"] if n.startswith("streams per worker"))
+    assert sum(int(count) for count in re.findall(r": (\d+)", split)) == 2
+
+
+@NEEDS_REDIS
+def test_edge_benchmark_measures_a_real_cluster(clip_path: Path, tmp_path: Path) -> None:
+    run_benchmark("edge", "--requests", "20", "--viewers", "30", "--seconds", "4",
+                  "--clip", str(clip_path), "--out", str(tmp_path))
+    data = json.loads(next(tmp_path.glob("edge-*.json")).read_text())
+    assert data["edges"] == 3
+    for name, summary in data["latency_seconds"].items():
+        assert summary is not None and summary["count"] > 0 and summary["p50"] > 0, name
+    one, spread, direct = data["audiences"]
+    assert (one["viewers"], spread["viewers"], direct["viewers"]) == (1, 30, 30)
+    assert all(run["viewer_errors"] == 0 for run in data["audiences"])
+    # Through the edges the origin sees a few clients, not thirty.
+    assert 0 < spread["origin_requests_per_second"]["segment"] \
+        < direct["origin_requests_per_second"]["segment"] / 3
 
 
 async def test_in_process_pipeline_cuts_segments_and_measures_cpu(clip_path: Path) -> None:

@@ -12,14 +12,13 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.servers import OurServer
 from control_api.redis_store import connect
@@ -28,6 +27,7 @@ from mediaserver.cluster.registry import LOCATE_CACHE_SECONDS, NODE_TTL_SECONDS
 from tests.live import (
     api_call,
     http_url,
+    metric_samples,
     publish,
     publish_refused,
     publishing,
@@ -37,21 +37,13 @@ from tests.live import (
     wait_for,
 )
 from tests.m3u8 import Playlist, parse_playlist
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "cluster-token"
 # Polling adds a little to any measured delay.
 POLL_SLACK = 0.5
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -268,7 +260,7 @@ async def test_every_node_lists_every_stream_and_metrics_say_which_node(
                 assert await channel_live(session, node, "cam2")
 
             async with session.get(http_url(a, "/metrics")) as response:
-                samples = _samples(await response.text())
+                samples = metric_samples(await response.text())
             assert samples[("mediaserver_live_streams", (("node", a._node),))] == 1
             assert ("mediaserver_stream_bitrate_bits_per_second",
                     (("channel", "cam1"), ("node", a._node))) in samples
@@ -418,7 +410,3 @@ async def _newer(session: aiohttp.ClientSession, server: MediaServer, channel: s
     found = await _segments(session, server, channel, 1)
     return found is not None and found.segments[-1].sequence >= sequence
 
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}

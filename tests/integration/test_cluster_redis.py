@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,17 +22,9 @@ from mediaserver.cluster.keys import CONTROL_CHANNEL
 from mediaserver.cluster.messages import Ack, Handoff, Kick
 from mediaserver.cluster.registry import MISS, Registry
 from tests.live import wait_for
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from control_api.app import API_PREFIX, create_root_app
 from control_api.live import StreamStats
 from control_api.store import open_store
 from control_api.urls import PublicUrls
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,6 @@ class FakeLive:
             self.live.discard(channel)
             return True
         return False
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

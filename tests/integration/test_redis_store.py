@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
@@ -12,20 +12,12 @@ import redis.asyncio as aioredis
 
 from control_api.keys import hash_stream_key
 from control_api.store import ChannelExists, ChannelStore, StoreUnavailable, open_store
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
 # A refused connection is reported at once; allow for the one retry and a slow machine.
 UNAVAILABLE_WITHIN = 3.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

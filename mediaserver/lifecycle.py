@@ -1,0 +1,80 @@
+"""Running one node until it is told to stop: the loop, the signals, a bounded shutdown.
+
+The same for `mediaserver serve` in one process and for each worker of
+`--workers N`; only what is announced once the node serves differs (the banner,
+or a report to the supervisor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from control_api.store import StoreError
+
+from .app import MediaServer
+
+log = logging.getLogger("mediaserver")
+
+# After SIGINT/SIGTERM, give publishers and HTTP clients this long to be closed cleanly.
+SHUTDOWN_TIMEOUT = 5.0
+# A worker checks this often that its supervisor is still there; one left behind by
+# a supervisor that was killed stops instead of serving the old sockets forever.
+SUPERVISOR_CHECK_SECONDS = 1.0
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` on uvloop where it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+async def serve_until_stopped(make_server: Callable[[], MediaServer],
+                              announce: Callable[[MediaServer], None],
+                              supervisor_pid: int | None = None) -> int:
+    """Start, announce, serve until SIGINT/SIGTERM (or the supervisor is gone), stop.
+
+    Exit status 0 after a clean stop, even one cut short by SHUTDOWN_TIMEOUT; 1 if
+    the server could not start. The server is made on the running loop.
+    """
+    server = make_server()
+    try:
+        await server.start()
+    except (OSError, StoreError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        await server.stop()
+        return 1
+    announce(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watch = None
+    if supervisor_pid is not None:
+        watch = loop.create_task(_stop_when_orphaned(supervisor_pid, stop))
+    await stop.wait()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(server.stop(), SHUTDOWN_TIMEOUT)
+    except TimeoutError:
+        log.warning("shutdown took longer than %.0fs; exiting anyway", SHUTDOWN_TIMEOUT)
+    if watch is not None:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    return 0
+
+
+async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
+    while os.getppid() == supervisor_pid:
+        await asyncio.sleep(SUPERVISOR_CHECK_SECONDS)
+    log.warning("supervisor (pid %d) is gone: stopping this worker", supervisor_pid)
+    stop.set()
