@@ -19,6 +19,7 @@ from rtmp.flv import (
     AudioPacketType,
     FlvError,
     VideoPacketType,
+    coded_frame,
     parse_audio_tag,
     parse_avc_config,
     parse_hevc_config,
@@ -29,6 +30,8 @@ from .feedstats import FeedStats
 
 log = logging.getLogger("mediaserver.publisher")
 
+# RTMP message type of video (audio is 8).
+TAG_VIDEO = 9
 _WRAP = 1 << 32
 _HALF_WRAP = 1 << 31
 # Codecs the HLS path carries; anything else is reported and skipped.
@@ -58,8 +61,18 @@ class PublishEnded:
 ReaderItem = MediaPacket | TracksChanged | PublishEnded
 
 
-def _discard(item: ReaderItem) -> None:
+def _discard(items: list[ReaderItem]) -> None:
     """The output of a publisher that has ended."""
+
+
+def _one_by_one(deliver: Callable[[ReaderItem], None]) -> Callable[[list[ReaderItem]], None]:
+    """A batch output made of a per-item one."""
+
+    def deliver_batch(items: list[ReaderItem]) -> None:
+        for item in items:
+            deliver(item)
+
+    return deliver_batch
 
 
 def _ignore_end(publisher: Publisher, reason: str, unpublished: bool) -> None:
@@ -98,11 +111,14 @@ class Publisher:
         deliver: Callable[[ReaderItem], None],
         on_end: Callable[[Publisher, str, bool], None],
         stats: FeedStats | None = None,
+        deliver_batch: Callable[[list[ReaderItem]], None] | None = None,
     ) -> None:
+        """Output goes to `deliver_batch` (items in order, one call per batch) if
+        given, else to `deliver` item by item."""
         self.channel = channel
         self.peer = peer
         self.stats = stats or FeedStats()
-        self._deliver = deliver
+        self._deliver_batch = deliver_batch or _one_by_one(deliver)
         self._on_end = on_end
         self._video_config: TrackConfig | None = None
         self._audio_config: TrackConfig | None = None
@@ -122,13 +138,65 @@ class Publisher:
         self._expect_video = bool(values.get("videocodecid"))
 
     def on_video(self, timestamp: int, payload: bytes | bytearray) -> None:
+        out: list[ReaderItem] = []
+        self.stats.tick()
+        self._video(timestamp, payload, out)
+        self._deliver_batch(out)
+
+    def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None:
+        out: list[ReaderItem] = []
+        self.stats.tick()
+        self._audio(timestamp, payload, out)
+        self._deliver_batch(out)
+
+    def on_media(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """A run of media messages (see rtmp.server.PublishSink), delivered in one batch.
+
+        Plain coded frames of declared tracks, all a stream carries once it runs,
+        take the short way here; anything else goes through _video and _audio.
+        """
+        out: list[ReaderItem] = []
+        append = out.append
+        stats = self.stats
+        stats.tick()
+        video_clock = self._video_clock
+        audio_clock = self._audio_clock
+        for type_id, timestamp, payload in frames:
+            declared = self._declared
+            frame = coded_frame(type_id, payload)
+            if frame is None or declared is None:
+                if type_id == TAG_VIDEO:
+                    self._video(timestamp, payload, out)
+                else:
+                    self._audio(timestamp, payload, out)
+                continue
+            keyframe, composition_time, data = frame
+            if type_id == TAG_VIDEO:
+                dts, backwards = video_clock.unwrap(timestamp)
+                stats.add_video(len(payload), dts, keyframe)
+                if backwards:
+                    stats.backwards_timestamps += 1
+                if declared.video is not None:
+                    pts = dts + composition_time
+                    append(MediaPacket("video", dts, pts if pts >= dts else dts, keyframe, data))
+            else:
+                dts, backwards = audio_clock.unwrap(timestamp)
+                stats.add_audio(len(payload))
+                if backwards:
+                    stats.backwards_timestamps += 1
+                if declared.audio is not None:
+                    append(MediaPacket("audio", dts, dts, True, data))
+        if out:
+            self._deliver_batch(out)
+
+    def _video(self, timestamp: int, payload: bytes | bytearray, out: list[ReaderItem]) -> None:
         try:
             tag = parse_video_tag(payload)
         except FlvError as exc:
             self._bad_tag("video", exc, len(payload))
             return
         if tag.packet_type is VideoPacketType.OTHER or tag.packet_type is VideoPacketType.METADATA:
-            self.stats.count_other(len(payload))  # command frames, extra tracks, HDR metadata
+            self.stats.add_other(len(payload))  # command frames, extra tracks, HDR metadata
             return
         if tag.codec not in VIDEO_CODECS:
             self._unsupported(tag.codec, len(payload))
@@ -136,53 +204,53 @@ class Publisher:
         kind = tag.packet_type
         if kind is VideoPacketType.CODED_FRAMES:
             dts, backwards = self._video_clock.unwrap(timestamp)
-            self.stats.count_video(len(payload), dts, tag.keyframe)
+            self.stats.add_video(len(payload), dts, tag.keyframe)
             if backwards:
                 self.stats.backwards_timestamps += 1
-            if self._declared is None and not self._declare(video_frame=True):
+            if self._declared is None and not self._declare(out, video_frame=True):
                 return
             if self._declared is not None and self._declared.video is not None:
                 pts = dts + tag.composition_time
-                self._deliver(MediaPacket("video", dts, pts if pts >= dts else dts,
-                                          tag.keyframe, tag.data))
+                out.append(MediaPacket("video", dts, pts if pts >= dts else dts,
+                                       tag.keyframe, tag.data))
         elif kind is VideoPacketType.SEQUENCE_START:
-            self.stats.count_other(len(payload))
-            self._set_video_config(tag.codec, bytes(tag.data))
+            self.stats.add_other(len(payload))
+            self._set_video_config(tag.codec, bytes(tag.data), out)
         else:
-            self.stats.count_other(len(payload))
+            self.stats.add_other(len(payload))
 
-    def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None:
+    def _audio(self, timestamp: int, payload: bytes | bytearray, out: list[ReaderItem]) -> None:
         try:
             tag = parse_audio_tag(payload)
         except FlvError as exc:
             self._bad_tag("audio", exc, len(payload))
             return
         if tag.packet_type is AudioPacketType.OTHER:
-            self.stats.count_other(len(payload))
+            self.stats.add_other(len(payload))
             return
         if tag.codec not in AUDIO_CODECS:
             self._unsupported(tag.codec, len(payload))
             return
         if tag.packet_type is AudioPacketType.CODED_FRAMES:
             dts, backwards = self._audio_clock.unwrap(timestamp)
-            self.stats.count_audio(len(payload))
+            self.stats.add_audio(len(payload))
             if backwards:
                 self.stats.backwards_timestamps += 1
-            if self._declared is None and not self._declare(video_frame=False):
+            if self._declared is None and not self._declare(out, video_frame=False):
                 return
             if self._declared is not None and self._declared.audio is not None:
-                self._deliver(MediaPacket("audio", dts, dts, True, tag.data))
+                out.append(MediaPacket("audio", dts, dts, True, tag.data))
         elif tag.packet_type is AudioPacketType.SEQUENCE_START:
-            self.stats.count_other(len(payload))
-            self._set_audio_config(bytes(tag.data))
+            self.stats.add_other(len(payload))
+            self._set_audio_config(bytes(tag.data), out)
         else:
-            self.stats.count_other(len(payload))
+            self.stats.add_other(len(payload))
 
     def on_end(self, reason: str, *, unpublished: bool = False) -> None:
         """`unpublished`: the encoder stopped on purpose (not a dropped connection)."""
         if self.ended:
             return
-        self._deliver(PublishEnded(reason))
+        self._deliver_batch([PublishEnded(reason)])
         on_end = self._on_end
         self.detach()
         on_end(self, reason, unpublished)
@@ -196,12 +264,11 @@ class Publisher:
         """
         self.ended = True
         self.session = None
-        self._deliver = _discard
-        self._on_end = _ignore_end
+        self._deliver_batch = _discard
 
     # ---- configs --------------------------------------------------------------------
 
-    def _set_video_config(self, codec: str, extradata: bytes) -> None:
+    def _set_video_config(self, codec: str, extradata: bytes, out: list[ReaderItem]) -> None:
         try:
             config = parse_avc_config(extradata) if codec == "h264" else parse_hevc_config(
                 extradata
@@ -214,9 +281,9 @@ class Publisher:
         self.stats.width, self.stats.height = config.width or None, config.height or None
         if track != self._video_config:
             self._video_config = track
-            self._redeclare_if_started()
+            self._redeclare_if_started(out)
 
-    def _set_audio_config(self, extradata: bytes) -> None:
+    def _set_audio_config(self, extradata: bytes, out: list[ReaderItem]) -> None:
         try:
             config = parse_audio_specific_config(extradata)
         except AacConfigError as exc:
@@ -229,9 +296,9 @@ class Publisher:
         self.stats.audio_channels = config.channels
         if track != self._audio_config:
             self._audio_config = track
-            self._redeclare_if_started()
+            self._redeclare_if_started(out)
 
-    def _declare(self, video_frame: bool) -> bool:
+    def _declare(self, out: list[ReaderItem], video_frame: bool) -> bool:
         """Declare the tracks at the first coded frame, once what is expected is known."""
         if video_frame:
             if self._video_config is None:
@@ -246,25 +313,25 @@ class Publisher:
             if self._video_config is None and self._audio_waiting < patience:
                 return False
         self._declared = TracksChanged(self._video_config, self._audio_config)
-        self._deliver(self._declared)
+        out.append(self._declared)
         return True
 
-    def _redeclare_if_started(self) -> None:
+    def _redeclare_if_started(self, out: list[ReaderItem]) -> None:
         if self._declared is not None:
             log.info("tracks changed mid-stream channel=%s peer=%s", self.channel, self.peer)
             self._declared = TracksChanged(self._video_config, self._audio_config)
-            self._deliver(self._declared)
+            out.append(self._declared)
 
     # ---- problems -------------------------------------------------------------------
 
     def _bad_tag(self, what: str, exc: Exception, size: int) -> None:
-        self.stats.count_other(size)
+        self.stats.add_other(size)
         self.stats.malformed_tags += 1
         log.warning("malformed %s tag dropped channel=%s peer=%s: %s",
                     what, self.channel, self.peer, exc)
 
     def _unsupported(self, codec: str, size: int) -> None:
-        self.stats.count_other(size)
+        self.stats.add_other(size)
         if codec not in self.stats.unknown_codecs:
             self.stats.unknown_codecs.add(codec)
             log.warning("unsupported codec %s ignored channel=%s peer=%s",

@@ -41,6 +41,9 @@ ACKNOWLEDGEMENT = 3
 USER_CONTROL = 4
 WINDOW_ACK_SIZE = 5
 SET_PEER_BANDWIDTH = 6
+# Media message types (what read_media gathers).
+AUDIO = 8
+VIDEO = 9
 
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)
 _U32 = struct.Struct(">I")
@@ -244,6 +247,28 @@ class ChunkReader:
                 self._pos = pos
                 return self._complete(csid, st, payload)
         self._pos = pos
+        return None
+
+    def read_media(self, frames: list[tuple[int, int, bytes]], stream_id: int, limit: int
+                   ) -> Message | None:
+        """Take a run of one stream's media; hand back the first other message.
+
+        Appends ``(type_id, timestamp, payload)`` for each audio or video message
+        on message stream `stream_id` (empty ones are skipped: keep-alives), until
+        a message of any other kind or stream comes (returned), no complete message
+        is left, or `frames` holds `limit` (None for both). One call per read, so
+        a compiled reader keeps the whole run out of the interpreter.
+        """
+        while len(frames) < limit:
+            msg = self.next_message()
+            if msg is None:
+                return None
+            type_id = msg.type_id
+            if type_id in (AUDIO, VIDEO) and msg.stream_id == stream_id:
+                if msg.payload:
+                    frames.append((type_id, msg.timestamp, msg.payload))  # type: ignore[arg-type]
+                continue
+            return msg
         return None
 
     def _complete(self, csid: int, st: _ChunkStreamState, payload: bytes | bytearray) -> Message:
