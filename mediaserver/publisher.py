@@ -19,19 +19,17 @@ from rtmp.flv import (
     AudioPacketType,
     FlvError,
     VideoPacketType,
-    coded_frame,
     parse_audio_tag,
     parse_avc_config,
     parse_hevc_config,
     parse_video_tag,
 )
 
+from .coded_frames import TAG_VIDEO, take_coded_frames
 from .feedstats import FeedStats
 
 log = logging.getLogger("mediaserver.publisher")
 
-# RTMP message type of video (audio is 8).
-TAG_VIDEO = 9
 _WRAP = 1 << 32
 _HALF_WRAP = 1 << 31
 # Codecs the HLS path carries; anything else is reported and skipped.
@@ -152,40 +150,29 @@ class Publisher:
     def on_media(self, frames: list[tuple[int, int, bytes]]) -> None:
         """A run of media messages (see rtmp.server.PublishSink), delivered in one batch.
 
-        Plain coded frames of declared tracks, all a stream carries once it runs,
-        take the short way here; anything else goes through _video and _audio.
+        Once the tracks are declared, plain coded frames go through
+        take_coded_frames in one call; anything else (and everything before the
+        declaration) through _video and _audio, in order.
         """
         out: list[ReaderItem] = []
-        append = out.append
         stats = self.stats
         stats.tick()
-        video_clock = self._video_clock
-        audio_clock = self._audio_clock
-        for type_id, timestamp, payload in frames:
+        index = 0
+        count = len(frames)
+        while index < count:
             declared = self._declared
-            frame = coded_frame(type_id, payload)
-            if frame is None or declared is None:
-                if type_id == TAG_VIDEO:
-                    self._video(timestamp, payload, out)
-                else:
-                    self._audio(timestamp, payload, out)
-                continue
-            keyframe, composition_time, data = frame
+            if declared is not None:
+                index = take_coded_frames(frames, index, declared.video is not None,
+                                          declared.audio is not None, self._video_clock,
+                                          self._audio_clock, stats, out)
+                if index == count:
+                    break
+            type_id, timestamp, payload = frames[index]
             if type_id == TAG_VIDEO:
-                dts, backwards = video_clock.unwrap(timestamp)
-                stats.add_video(len(payload), dts, keyframe)
-                if backwards:
-                    stats.backwards_timestamps += 1
-                if declared.video is not None:
-                    pts = dts + composition_time
-                    append(MediaPacket("video", dts, pts if pts >= dts else dts, keyframe, data))
+                self._video(timestamp, payload, out)
             else:
-                dts, backwards = audio_clock.unwrap(timestamp)
-                stats.add_audio(len(payload))
-                if backwards:
-                    stats.backwards_timestamps += 1
-                if declared.audio is not None:
-                    append(MediaPacket("audio", dts, dts, True, data))
+                self._audio(timestamp, payload, out)
+            index += 1
         if out:
             self._deliver_batch(out)
 

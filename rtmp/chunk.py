@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 from .errors import RemoteProtocolError
+from .extensions import extensions_wanted
 
 DEFAULT_CHUNK_SIZE = 128
 
@@ -389,3 +390,17 @@ def _basic_header(fmt: int, csid: int) -> bytes:
         return bytes([fmt << 6, csid - 64])
     rest = csid - 64
     return bytes([(fmt << 6) | 1, rest & 0xFF, rest >> 8])
+
+
+# The pure-Python reader above is the reference. The compiled one
+# (rtmp/_chunk_reader.pyx) keeps the same contract and takes its place unless
+# MEDIASERVER_NO_EXTENSIONS is set (see rtmp.extensions) or it was not built.
+PurePythonChunkReader = ChunkReader
+COMPILED_READER = False
+if extensions_wanted():
+    try:
+        from ._chunk_reader import ChunkReader  # type: ignore[assignment]
+    except ImportError:
+        pass
+    else:
+        COMPILED_READER = True

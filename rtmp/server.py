@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .chunk import COMPILED_READER
 from .connection import MSG_VIDEO, ServerConnection, State
 from .errors import LocalProtocolError, ProtocolError
 from .events import (
@@ -553,6 +554,8 @@ class RtmpServer:
                                                     reuse_address=True)
         self._sweeper = loop.create_task(self._sweep())
         sockname = self._server.sockets[0].getsockname()
+        log.info("rtmp chunk reader: %s", "compiled" if COMPILED_READER else
+                 "pure Python (MEDIASERVER_NO_EXTENSIONS set, or the extension is not built)")
         return sockname[0], sockname[1]
 
     def register(self, session: RtmpSession) -> None:
