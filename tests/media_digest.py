@@ -9,7 +9,8 @@ produced them before the ingest batch path and the compiled readers: the
 test that reads it proves the media did not change. Regenerate it (only when a
 change of output is intended) with `python -m tests.media_digest --write`.
 
-Only public entry points are used, so this file runs against older checkouts too.
+The session's stand-in transport and policy are the in-process pipeline
+benchmark's; with them, this file runs against older checkouts too.
 """
 
 from __future__ import annotations
@@ -23,56 +24,15 @@ from typing import Any
 
 import av
 
+from benchmarks.pipeline import _feed, _HubPolicy, _Transport
 from mediaserver.hub import StreamHub
-from rtmp.server import PublishAccepted, RtmpServer, RtmpSession
+from rtmp.server import RtmpServer, RtmpSession
 from tests.fixtures import CAPTURES, OBS_C2S
 
 BENCH_CLIP_HEAD = CAPTURES / "bench_clip_head.flv"
 EXPECTED = CAPTURES / "expected_digests.json"
 # Bytes per read handed to the session: a paced read of a 3 Mbit/s stream.
 READ_SIZE = 40_000
-
-
-class _Transport:
-    """What RtmpSession asks of a transport; the server's replies are dropped."""
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
-class _Policy:
-    def __init__(self, hub: StreamHub) -> None:
-        self.hub = hub
-
-    def app_exists(self, app: str) -> bool:
-        return True
-
-    async def authorize(self, session: RtmpSession, request: Any) -> PublishAccepted:
-        return PublishAccepted(self.hub.start_publish("digest", session.peer, session), "digest")
 
 
 async def _segments(data: bytes) -> list[bytes]:
@@ -85,13 +45,11 @@ async def _segments(data: bytes) -> list[bytes]:
         got.append(bytes(segment))
 
     hub.segment_listeners.append(keep)
-    server = RtmpServer(_Policy(hub), read_interval=0)
+    server = RtmpServer(_HubPolicy(hub), read_interval=0)
     session = RtmpSession(server)
     session.connection_made(_Transport())  # type: ignore[arg-type]
     for start in range(0, len(data), READ_SIZE):
-        piece = data[start : start + READ_SIZE]
-        server.receive_buffer[: len(piece)] = piece
-        session.buffer_updated(len(piece))
+        _feed(session, server, data[start : start + READ_SIZE])
         for _ in range(20):  # the authorization runs as a task; the hub drains on a turn
             await asyncio.sleep(0)
     assert session.publishing, "the publish was not accepted"

@@ -21,34 +21,50 @@ from rtmp.errors import RemoteProtocolError
 from rtmp.events import AudioData, Event, MediaReceived, PublishRequested, Unpublished, VideoData
 from rtmp.handshake import HANDSHAKE_SIZE, build_client_c0c1
 from tests.fixtures import OBS_C2S
-from tests.unit.test_connection_obs import split_randomly
+from tests.unit.test_connection_obs import run_connection, split_randomly
 
 MEDIA_CSID = 4
 
 
 def run(pieces: list[bytes], batch: bool) -> tuple[list[Event], type[Exception] | None]:
     """Every event (runs spread out into AudioData/VideoData) and the error that ended it."""
-    conn = ServerConnection(batch_media=batch)
     events: list[Event] = []
+    error = None
     try:
-        for piece in pieces:
-            conn.receive_data(piece)
-            while True:
-                event = conn.next_event()
-                if event is None:
-                    if conn.paused:
-                        conn.accept_publish(events[-1].stream_id)  # type: ignore[attr-defined]
-                        continue
-                    break
-                if isinstance(event, MediaReceived):
-                    assert batch and event.frames
-                    assert len(event.frames) <= MAX_MEDIA_PER_EVENT
-                    events.extend(_spread(event))
-                else:
-                    events.append(event)
+        run_connection(pieces, _Recording(events, batch_media=batch))
     except RemoteProtocolError as exc:
-        return events, type(exc)
-    return events, None
+        error = type(exc)
+    spread: list[Event] = []
+    for event in events:
+        if isinstance(event, MediaReceived):
+            assert batch and 0 < len(event.frames) <= MAX_MEDIA_PER_EVENT
+            spread.extend(_spread(event))
+        else:
+            spread.append(event)
+    return spread, error
+
+
+class _Recording(ServerConnection):
+    """A connection that also keeps what it handed out (run_connection's list is lost
+    when an error ends the feed)."""
+
+    def __init__(self, seen: list[Event], **options: bool) -> None:
+        super().__init__(**options)
+        self._seen = seen
+
+    def next_event(self) -> Event | None:
+        event = super().next_event()
+        if event is not None:
+            self._seen.append(event)
+        return event
+
+
+def events_of(data: bytes) -> tuple[list[Event], ServerConnection]:
+    """What a batching connection hands out for data fed whole, and the connection."""
+    events: list[Event] = []
+    conn = _Recording(events, batch_media=True)
+    run_connection([data], conn)
+    return events, conn
 
 
 def _spread(event: MediaReceived) -> list[Event]:
@@ -96,14 +112,8 @@ def test_the_obs_capture_comes_out_the_same() -> None:
 
 def test_a_read_of_media_is_one_event_and_a_command_ends_the_run() -> None:
     data = session(*media(10), command("FCUnpublish", 5.0, None, "k"), *media(3, 1000))
-    conn = ServerConnection(batch_media=True)
-    conn.receive_data(data)
-    kinds = []
-    while (event := conn.next_event()) is not None or conn.paused:
-        if event is None:
-            conn.accept_publish(1)
-            continue
-        kinds.append(type(event).__name__)
+    events, conn = events_of(data)
+    kinds = [type(event).__name__ for event in events]
     # The media after the unpublish is not the stream's any more: dropped, as unbatched.
     assert kinds[-2:] == ["MediaReceived", "Unpublished"]
     assert conn.media_dropped == 3
@@ -112,14 +122,8 @@ def test_a_read_of_media_is_one_event_and_a_command_ends_the_run() -> None:
 
 def test_a_burst_is_cut_into_runs_of_the_limit() -> None:
     data = session(*media(MAX_MEDIA_PER_EVENT * 2 + 5))
-    conn = ServerConnection(batch_media=True)
-    conn.receive_data(data)
-    sizes = []
-    while (event := conn.next_event()) is not None or conn.paused:
-        if event is None:
-            conn.accept_publish(1)
-        elif isinstance(event, MediaReceived):
-            sizes.append(len(event.frames))
+    events, _ = events_of(data)
+    sizes = [len(event.frames) for event in events if isinstance(event, MediaReceived)]
     assert sizes == [MAX_MEDIA_PER_EVENT, MAX_MEDIA_PER_EVENT, 5]
     assert_same(data)
 
