@@ -7,7 +7,8 @@ stops at the first one that needs the Publisher's full handling (a sequence
 header, an odd tag), so the Publisher keeps every decision and the order.
 
 This module is the reference; mediaserver/_coded_frames.pyx is its compiled
-twin, used unless MEDIASERVER_NO_EXTENSIONS is set (see rtmp.extensions).
+twin (the loop and TrackClock), used unless MEDIASERVER_NO_EXTENSIONS is set
+(see rtmp.extensions).
 """
 
 from __future__ import annotations
@@ -23,6 +24,30 @@ if TYPE_CHECKING:
 
 # RTMP message type of video (audio is 8).
 TAG_VIDEO = 9
+_WRAP = 1 << 32
+_HALF_WRAP = 1 << 31
+
+
+class TrackClock:
+    """Unwraps one track's 32-bit RTMP timestamps and keeps them from going back."""
+
+    __slots__ = ("last", "offset", "raw")
+
+    def __init__(self) -> None:
+        self.raw: int | None = None
+        self.offset = 0
+        self.last: int | None = None
+
+    def unwrap(self, raw: int) -> tuple[int, bool]:
+        """(monotonic ms, whether the encoder's clock went backwards)."""
+        if self.raw is not None and raw < self.raw and self.raw - raw > _HALF_WRAP:
+            self.offset += _WRAP
+        self.raw = raw
+        value = raw + self.offset
+        if self.last is not None and value < self.last:
+            return self.last, True
+        self.last = value
+        return value, False
 
 
 def take_coded_frames(
@@ -30,8 +55,8 @@ def take_coded_frames(
     start: int,
     video: bool,
     audio: bool,
-    video_clock: Any,
-    audio_clock: Any,
+    video_clock: TrackClock,
+    audio_clock: TrackClock,
     stats: FeedStats,
     out: list[Any],
 ) -> int:
@@ -65,11 +90,13 @@ def take_coded_frames(
     return len(frames)
 
 
+# The compiled twins go together: the compiled loop unwraps on compiled clocks in C.
+PureTrackClock = TrackClock
 pure_take_coded_frames = take_coded_frames
 COMPILED_FRAMES = False
 if extensions_wanted():
     try:
-        from ._coded_frames import take_coded_frames  # type: ignore[no-redef]
+        from ._coded_frames import TrackClock, take_coded_frames  # type: ignore[no-redef]
     except ImportError:
         pass
     else:

@@ -25,13 +25,11 @@ from rtmp.flv import (
     parse_video_tag,
 )
 
-from .coded_frames import TAG_VIDEO, take_coded_frames
+from .coded_frames import TAG_VIDEO, TrackClock, take_coded_frames
 from .feedstats import FeedStats
 
 log = logging.getLogger("mediaserver.publisher")
 
-_WRAP = 1 << 32
-_HALF_WRAP = 1 << 31
 # Codecs the HLS path carries; anything else is reported and skipped.
 VIDEO_CODECS = ("h264", "hevc")
 AUDIO_CODECS = ("aac",)
@@ -77,28 +75,6 @@ def _ignore_end(publisher: Publisher, reason: str, unpublished: bool) -> None:
     """The end callback of a publisher that has already ended."""
 
 
-class _Clock:
-    """Unwraps one track's 32-bit RTMP timestamps and keeps them from going back."""
-
-    __slots__ = ("last", "offset", "raw")
-
-    def __init__(self) -> None:
-        self.raw: int | None = None
-        self.offset = 0
-        self.last: int | None = None
-
-    def unwrap(self, raw: int) -> tuple[int, bool]:
-        """(monotonic ms, whether the encoder's clock went backwards)."""
-        if self.raw is not None and raw < self.raw and self.raw - raw > _HALF_WRAP:
-            self.offset += _WRAP
-        self.raw = raw
-        value = raw + self.offset
-        if self.last is not None and value < self.last:
-            return self.last, True
-        self.last = value
-        return value, False
-
-
 class Publisher:
     """The PublishSink of one accepted publish (see rtmp.server.PublishSink)."""
 
@@ -121,8 +97,8 @@ class Publisher:
         self._video_config: TrackConfig | None = None
         self._audio_config: TrackConfig | None = None
         self._declared: TracksChanged | None = None
-        self._video_clock = _Clock()
-        self._audio_clock = _Clock()
+        self._video_clock = TrackClock()
+        self._audio_clock = TrackClock()
         self._expect_video = True
         self._audio_waiting = 0
         self.ended = False

@@ -15,7 +15,7 @@ import pytest
 
 import mediaserver.publisher
 import rtmp.connection
-from mediaserver.coded_frames import COMPILED_FRAMES, pure_take_coded_frames
+from mediaserver.coded_frames import COMPILED_FRAMES, PureTrackClock, pure_take_coded_frames
 from rtmp.chunk import COMPILED_READER, PurePythonChunkReader
 from tests.media_digest import EXPECTED, INPUTS, digest, hls_packets
 
@@ -31,6 +31,7 @@ def test_the_media_packets_are_the_ones_main_made(name: str, path: str,
     if path == "pure":
         monkeypatch.setattr(rtmp.connection, "ChunkReader", PurePythonChunkReader)
         monkeypatch.setattr(mediaserver.publisher, "take_coded_frames", pure_take_coded_frames)
+        monkeypatch.setattr(mediaserver.publisher, "TrackClock", PureTrackClock)
     packets = hls_packets(INPUTS[name]())
     assert {p[0] for p in packets} == {"video", "audio"}
     assert digest(packets) == EXPECTED_DIGESTS[name]

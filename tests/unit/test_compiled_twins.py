@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 import mediaserver.coded_frames as coded_frames
 import rtmp.chunk as chunk
 from mediaserver.feedstats import FeedStats
-from mediaserver.publisher import _Clock
 from rtmp.chunk import ABORT, SET_CHUNK_SIZE, ChunkWriter, PurePythonChunkReader
 from rtmp.errors import RemoteProtocolError
 from rtmp.extensions import extensions_wanted
@@ -35,10 +34,12 @@ def test_the_compiled_path_is_used_unless_switched_off() -> None:
     if not extensions_wanted():
         assert chunk.ChunkReader is PurePythonChunkReader
         assert coded_frames.take_coded_frames is coded_frames.pure_take_coded_frames
+        assert coded_frames.TrackClock is coded_frames.PureTrackClock
         return
     assert chunk.COMPILED_READER and chunk.ChunkReader is not PurePythonChunkReader
     assert coded_frames.COMPILED_FRAMES
     assert coded_frames.take_coded_frames is not coded_frames.pure_take_coded_frames
+    assert coded_frames.TrackClock is not coded_frames.PureTrackClock
 
 
 # --------------------------------------------------------------------------- ChunkReader
@@ -166,10 +167,10 @@ _bodies = st.one_of(
 )
 
 
-def _run_take(take: Any, frames: list[tuple[int, int, Any]], video: bool, audio: bool
-              ) -> tuple[Any, ...]:
+def _run_take(take: Any, clock: Any, frames: list[tuple[int, int, Any]], video: bool,
+              audio: bool) -> tuple[Any, ...]:
     stats = FeedStats(clock=lambda: 100.0)
-    clocks = (_Clock(), _Clock())
+    clocks = (clock(), clock())
     out: list[Any] = []
     stops = []
     index = 0
@@ -194,8 +195,23 @@ def test_coded_frame_twins_agree(frames: list[tuple[int, int, bytes]], video: bo
                                  as_bytearray: bool) -> None:
     if as_bytearray:  # payloads other than bytes: the compiled one leaves them to the full path
         frames = [(t, ts, bytearray(b)) for t, ts, b in frames]  # type: ignore[misc]
-        compiled_result = _run_take(coded_frames.take_coded_frames, frames, video, audio)
+        compiled_result = _run_take(coded_frames.take_coded_frames, coded_frames.TrackClock,
+                                    frames, video, audio)
         assert compiled_result[1] == list(range(len(frames)))
         return
-    expected = _run_take(coded_frames.pure_take_coded_frames, frames, video, audio)
-    assert _run_take(coded_frames.take_coded_frames, frames, video, audio) == expected
+    expected = _run_take(coded_frames.pure_take_coded_frames, coded_frames.PureTrackClock, frames,
+                         video, audio)
+    assert _run_take(coded_frames.take_coded_frames, coded_frames.TrackClock, frames, video,
+                     audio) == expected
+
+
+@compiled
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 0xFFFFFFFF), st.integers(0xFFFFFF00, 0xFFFFFFFF),
+                          st.integers(0, 300)), max_size=40))
+def test_track_clock_twins_agree(timestamps: list[int]) -> None:
+    pure, fast = coded_frames.PureTrackClock(), coded_frames.TrackClock()
+    assert (fast.raw, fast.offset, fast.last) == (None, 0, None)
+    for timestamp in timestamps:
+        assert fast.unwrap(timestamp) == pure.unwrap(timestamp)
+        assert (fast.raw, fast.offset, fast.last) == (pure.raw, pure.offset, pure.last)
