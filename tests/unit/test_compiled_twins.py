@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import mediaserver.coded_frames as coded_frames
 import rtmp.chunk as chunk
+from hls.media import MediaPacket
 from mediaserver.feedstats import FeedStats
 from rtmp.chunk import ABORT, SET_CHUNK_SIZE, ChunkWriter, PurePythonChunkReader
 from rtmp.errors import RemoteProtocolError
@@ -178,6 +179,9 @@ def _run_take(take: Any, clock: Any, frames: list[tuple[int, int, Any]], video: 
         index = take(frames, index, video, audio, clocks[0], clocks[1], stats, out)
         stops.append(index)
         index += 1
+    # Real MediaPackets, equal to what the class makes of the same fields.
+    assert all(type(p) is MediaPacket and p == MediaPacket(p.kind, p.dts, p.pts, p.keyframe,
+                                                           p.data) for p in out)
     packets = [(p.kind, p.dts, p.pts, p.keyframe, bytes(p.data)) for p in out]
     counts = tuple(getattr(stats, name) for name in (
         "video_bytes", "audio_bytes", "video_frames", "audio_frames", "keyframes",
