@@ -13,13 +13,25 @@ APT_PACKAGES := ffmpeg redis-server
 run: setup vendor
 	$(VENV)/bin/mediaserver serve
 
+# The ingest hot path has compiled twins (Cython, built by `make setup`); the whole
+# suite runs on them, then the tests of that path run again on the pure-Python
+# reference with the extensions switched off.
+PURE_PATH_TESTS := tests/unit/test_chunk.py tests/unit/test_connection.py \
+	tests/unit/test_connection_obs.py tests/unit/test_connection_batch.py tests/unit/test_flv.py \
+	tests/unit/test_fuzz.py tests/unit/test_compiled_twins.py tests/unit/test_readers.py \
+	tests/component/test_publisher.py tests/component/test_hub.py \
+	tests/component/test_same_media_packets.py tests/integration/test_rtmp_session.py \
+	tests/integration/test_read_pacing.py tests/integration/test_live_path.py
+
 test: setup system-deps browser-deps vendor
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+	MEDIASERVER_NO_EXTENSIONS=1 $(PY) -m pytest -q $(PURE_PATH_TESTS)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# setup.py and the .pyx sources too: a changed hot path must be compiled again.
+$(STAMP): pyproject.toml setup.py $(wildcard rtmp/*.pyx mediaserver/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -64,4 +76,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache web/node_modules mediaserver/static/vendor
+	rm -rf $(VENV) .pytest_cache .ruff_cache web/node_modules mediaserver/static/vendor rtmp/*.c rtmp/*.so mediaserver/*.c mediaserver/*.so build

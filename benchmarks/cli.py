@@ -351,6 +351,10 @@ async def pipeline_command(args: argparse.Namespace) -> int:
     print(f"median {result.median:.3f} ms per stream-second "
           f"(~{1000 / result.median:.0f} streams per core without the kernel and the loop); "
           f"{result.segments_per_stream:.0f} segments per stream per pass")
+    print("of which ingest (bytes -> readers' queues), per pass: "
+          + " ".join(f"{v:.3f}" for v in result.ingest_ms_per_stream_second)
+          + f"; median {result.ingest_median:.3f}, the readers' drains (segmenters) "
+          f"{result.median - result.ingest_median:.3f}")
     return 0 if result.segments_per_stream > 0 else 1
 
 

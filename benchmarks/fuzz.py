@@ -41,6 +41,7 @@ from rtmp.errors import ProtocolError, RemoteProtocolError
 from rtmp.events import (
     AudioData,
     Connected,
+    MediaReceived,
     Metadata,
     PublishRequested,
     VideoData,
@@ -298,7 +299,9 @@ _STAGES = ["bytes", "connect", "publish", "media"]
 
 def run_rtmp(pieces: list[bytes], rng: random.Random) -> str:
     """Feed a session; returns the deepest stage reached. Raises only on a finding."""
-    conn = ServerConnection()
+    # Half the sessions as the server runs them (media in runs, to Publisher.on_media),
+    # half with an event per message.
+    conn = ServerConnection(batch_media=rng.random() < 0.5)
     publisher: Publisher | None = None
     stage = "bytes"
     try:
@@ -314,6 +317,9 @@ def run_rtmp(pieces: list[bytes], rng: random.Random) -> str:
                     else:
                         conn.accept_publish(event.stream_id)
                         publisher = _publisher()
+                elif publisher is not None and isinstance(event, MediaReceived):
+                    stage = "media"
+                    publisher.on_media(event.frames)
                 elif publisher is not None and isinstance(event, VideoData | AudioData):
                     stage = "media"
                     if isinstance(event, VideoData):

@@ -41,10 +41,17 @@ class PipelineResult:
     media_seconds: float  # per stream, per pass
     ms_per_stream_second: list[float]  # one figure per pass
     segments_per_stream: float
+    # The part of each pass spent from the bytes to the readers' queues (the rest is
+    # the readers' drains: segmenters and muxers).
+    ingest_ms_per_stream_second: list[float]
 
     @property
     def median(self) -> float:
         return statistics.median(self.ms_per_stream_second)
+
+    @property
+    def ingest_median(self) -> float:
+        return statistics.median(self.ingest_ms_per_stream_second)
 
 
 def publisher_bytes(clip: ChunkedClip, loops: int, read_ms: int) -> tuple[bytes, list[bytes]]:
@@ -127,7 +134,8 @@ def _feed(session: RtmpSession, server: RtmpServer, data: bytes) -> None:
 
 
 async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes]
-                    ) -> tuple[float, int]:
+                    ) -> tuple[float, float, int]:
+    """(CPU seconds in all, of which feeding the sessions, segments made)."""
     hub = StreamHub()
     server = RtmpServer(_HubPolicy(hub), read_interval=0)
     sessions = []
@@ -143,16 +151,20 @@ async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[
     else:
         raise RuntimeError("the sessions did not all get to publish")
     await asyncio.sleep(0)
-    started = time.process_time()
+    clock = time.process_time
+    started = clock()
+    ingest = 0.0
     for piece in slices:
+        fed_from = clock()
         for session in sessions:
             _feed(session, server, piece)
+        ingest += clock() - fed_from
         await asyncio.sleep(0)  # the hub drains its readers on the next loop turn
-    spent = time.process_time() - started
+    spent = clock() - started
     segments = sum(live.segmenter.segments_produced for live in hub.channels.values())
     for live in hub.channels.values():
         live.segmenter.end()
-    return spent, segments
+    return spent, ingest, segments
 
 
 async def measure(clip: ChunkedClip, streams: int = 100, passes: int = 5, loops: int = 2,
@@ -160,8 +172,10 @@ async def measure(clip: ChunkedClip, streams: int = 100, passes: int = 5, loops:
     setup, slices = publisher_bytes(clip, loops, read_ms)
     media_seconds = loops * clip.loop_seconds
     figures = []
+    ingest_figures = []
     segments = 0
     for _ in range(passes):
-        spent, segments = await _one_pass(clip, streams, setup, slices)
+        spent, ingest, segments = await _one_pass(clip, streams, setup, slices)
         figures.append(spent * 1000 / (streams * media_seconds))
-    return PipelineResult(streams, media_seconds, figures, segments / streams)
+        ingest_figures.append(ingest * 1000 / (streams * media_seconds))
+    return PipelineResult(streams, media_seconds, figures, segments / streams, ingest_figures)

@@ -1,7 +1,8 @@
 """What the ingest really measured about one feed: bitrate, fps, keyframe interval, warnings.
 
-Counting is a few integer additions per media message; the rates are worked
-out only when someone asks (API, metrics scrape), from per-second buckets.
+Counting is a few integer additions per media message, and one clock read per
+batch of them (`tick`); the rates are worked out only when someone asks (API,
+metrics scrape), from per-second buckets.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ class FeedStats:
             self._bucket_bytes = 0
             self._bucket_frames = 0
 
-    def count_video(self, size: int, dts: int, keyframe: bool) -> None:
+    def tick(self) -> None:
+        """Read the clock once for the frames that follow (one socket read's worth):
+        the per-second buckets need no finer time than that."""
         self._roll(self._clock())
+
+    def add_video(self, size: int, dts: int, keyframe: bool) -> None:
         self.video_bytes += size
         self.video_frames += 1
         self._bucket_bytes += size
@@ -93,15 +98,13 @@ class FeedStats:
                 self.keyframe_interval = (dts - self._last_keyframe_dts) / 1000.0
             self._last_keyframe_dts = dts
 
-    def count_audio(self, size: int) -> None:
-        self._roll(self._clock())
+    def add_audio(self, size: int) -> None:
         self.audio_bytes += size
         self.audio_frames += 1
         self._bucket_bytes += size
 
-    def count_other(self, size: int) -> None:
+    def add_other(self, size: int) -> None:
         """Sequence headers and tags we do not remux still count as ingest bytes."""
-        self._roll(self._clock())
         self._bucket_bytes += size
 
     def _window(self) -> tuple[float, int, int]:

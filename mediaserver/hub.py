@@ -93,6 +93,23 @@ class LiveChannel:
             except Exception:
                 log.exception("tap failed on channel=%s", self.name)
 
+    def deliver_batch(self, items: list[ReaderItem]) -> None:
+        """deliver() each item, in order; the HLS reader takes them in one call when
+        it keeps up (then no skip asks `resumes`, so offered_video may be set first)."""
+        if not self.reader.offer_all(items):
+            for item in items:
+                self.deliver(item)
+            return
+        for item in items:
+            if type(item) is TracksChanged:
+                self.offered_video = item.video is not None
+        for tap in self.taps:
+            for item in items:
+                try:
+                    tap(item)
+                except Exception:
+                    log.exception("tap failed on channel=%s", self.name)
+
     def release(self) -> None:
         """The hub forgot this channel: let its segmenter and segments go at once.
 
@@ -192,7 +209,8 @@ class StreamHub:
         if live is None or live.ended_at is not None:
             live = self._new_channel(channel, resume)
         old = live.publisher
-        publisher = Publisher(channel, peer, live.deliver, self._publisher_ended)
+        publisher = Publisher(channel, peer, live.deliver, self._publisher_ended,
+                              deliver_batch=live.deliver_batch)
         publisher.session = session
         live.publisher = publisher
         live.left_at = None

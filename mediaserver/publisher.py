@@ -25,12 +25,11 @@ from rtmp.flv import (
     parse_video_tag,
 )
 
+from .coded_frames import TAG_VIDEO, TrackClock, take_coded_frames
 from .feedstats import FeedStats
 
 log = logging.getLogger("mediaserver.publisher")
 
-_WRAP = 1 << 32
-_HALF_WRAP = 1 << 31
 # Codecs the HLS path carries; anything else is reported and skipped.
 VIDEO_CODECS = ("h264", "hevc")
 AUDIO_CODECS = ("aac",)
@@ -58,34 +57,22 @@ class PublishEnded:
 ReaderItem = MediaPacket | TracksChanged | PublishEnded
 
 
-def _discard(item: ReaderItem) -> None:
+def _discard(items: list[ReaderItem]) -> None:
     """The output of a publisher that has ended."""
+
+
+def _one_by_one(deliver: Callable[[ReaderItem], None]) -> Callable[[list[ReaderItem]], None]:
+    """A batch output made of a per-item one."""
+
+    def deliver_batch(items: list[ReaderItem]) -> None:
+        for item in items:
+            deliver(item)
+
+    return deliver_batch
 
 
 def _ignore_end(publisher: Publisher, reason: str, unpublished: bool) -> None:
     """The end callback of a publisher that has already ended."""
-
-
-class _Clock:
-    """Unwraps one track's 32-bit RTMP timestamps and keeps them from going back."""
-
-    __slots__ = ("last", "offset", "raw")
-
-    def __init__(self) -> None:
-        self.raw: int | None = None
-        self.offset = 0
-        self.last: int | None = None
-
-    def unwrap(self, raw: int) -> tuple[int, bool]:
-        """(monotonic ms, whether the encoder's clock went backwards)."""
-        if self.raw is not None and raw < self.raw and self.raw - raw > _HALF_WRAP:
-            self.offset += _WRAP
-        self.raw = raw
-        value = raw + self.offset
-        if self.last is not None and value < self.last:
-            return self.last, True
-        self.last = value
-        return value, False
 
 
 class Publisher:
@@ -98,17 +85,20 @@ class Publisher:
         deliver: Callable[[ReaderItem], None],
         on_end: Callable[[Publisher, str, bool], None],
         stats: FeedStats | None = None,
+        deliver_batch: Callable[[list[ReaderItem]], None] | None = None,
     ) -> None:
+        """Output goes to `deliver_batch` (items in order, one call per batch) if
+        given, else to `deliver` item by item."""
         self.channel = channel
         self.peer = peer
         self.stats = stats or FeedStats()
-        self._deliver = deliver
+        self._deliver_batch = deliver_batch or _one_by_one(deliver)
         self._on_end = on_end
         self._video_config: TrackConfig | None = None
         self._audio_config: TrackConfig | None = None
         self._declared: TracksChanged | None = None
-        self._video_clock = _Clock()
-        self._audio_clock = _Clock()
+        self._video_clock = TrackClock()
+        self._audio_clock = TrackClock()
         self._expect_video = True
         self._audio_waiting = 0
         self.ended = False
@@ -122,13 +112,54 @@ class Publisher:
         self._expect_video = bool(values.get("videocodecid"))
 
     def on_video(self, timestamp: int, payload: bytes | bytearray) -> None:
+        out: list[ReaderItem] = []
+        self.stats.tick()
+        self._video(timestamp, payload, out)
+        self._deliver_batch(out)
+
+    def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None:
+        out: list[ReaderItem] = []
+        self.stats.tick()
+        self._audio(timestamp, payload, out)
+        self._deliver_batch(out)
+
+    def on_media(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """A run of media messages (see rtmp.server.PublishSink), delivered in one batch.
+
+        Once the tracks are declared, plain coded frames go through
+        take_coded_frames in one call; anything else (and everything before the
+        declaration) through _video and _audio, in order.
+        """
+        out: list[ReaderItem] = []
+        stats = self.stats
+        stats.tick()
+        index = 0
+        count = len(frames)
+        while index < count:
+            declared = self._declared
+            if declared is not None:
+                index = take_coded_frames(frames, index, declared.video is not None,
+                                          declared.audio is not None, self._video_clock,
+                                          self._audio_clock, stats, out)
+                if index == count:
+                    break
+            type_id, timestamp, payload = frames[index]
+            if type_id == TAG_VIDEO:
+                self._video(timestamp, payload, out)
+            else:
+                self._audio(timestamp, payload, out)
+            index += 1
+        if out:
+            self._deliver_batch(out)
+
+    def _video(self, timestamp: int, payload: bytes | bytearray, out: list[ReaderItem]) -> None:
         try:
             tag = parse_video_tag(payload)
         except FlvError as exc:
             self._bad_tag("video", exc, len(payload))
             return
         if tag.packet_type is VideoPacketType.OTHER or tag.packet_type is VideoPacketType.METADATA:
-            self.stats.count_other(len(payload))  # command frames, extra tracks, HDR metadata
+            self.stats.add_other(len(payload))  # command frames, extra tracks, HDR metadata
             return
         if tag.codec not in VIDEO_CODECS:
             self._unsupported(tag.codec, len(payload))
@@ -136,53 +167,53 @@ class Publisher:
         kind = tag.packet_type
         if kind is VideoPacketType.CODED_FRAMES:
             dts, backwards = self._video_clock.unwrap(timestamp)
-            self.stats.count_video(len(payload), dts, tag.keyframe)
+            self.stats.add_video(len(payload), dts, tag.keyframe)
             if backwards:
                 self.stats.backwards_timestamps += 1
-            if self._declared is None and not self._declare(video_frame=True):
+            if self._declared is None and not self._declare(out, video_frame=True):
                 return
             if self._declared is not None and self._declared.video is not None:
                 pts = dts + tag.composition_time
-                self._deliver(MediaPacket("video", dts, pts if pts >= dts else dts,
-                                          tag.keyframe, tag.data))
+                out.append(MediaPacket("video", dts, pts if pts >= dts else dts,
+                                       tag.keyframe, tag.data))
         elif kind is VideoPacketType.SEQUENCE_START:
-            self.stats.count_other(len(payload))
-            self._set_video_config(tag.codec, bytes(tag.data))
+            self.stats.add_other(len(payload))
+            self._set_video_config(tag.codec, bytes(tag.data), out)
         else:
-            self.stats.count_other(len(payload))
+            self.stats.add_other(len(payload))
 
-    def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None:
+    def _audio(self, timestamp: int, payload: bytes | bytearray, out: list[ReaderItem]) -> None:
         try:
             tag = parse_audio_tag(payload)
         except FlvError as exc:
             self._bad_tag("audio", exc, len(payload))
             return
         if tag.packet_type is AudioPacketType.OTHER:
-            self.stats.count_other(len(payload))
+            self.stats.add_other(len(payload))
             return
         if tag.codec not in AUDIO_CODECS:
             self._unsupported(tag.codec, len(payload))
             return
         if tag.packet_type is AudioPacketType.CODED_FRAMES:
             dts, backwards = self._audio_clock.unwrap(timestamp)
-            self.stats.count_audio(len(payload))
+            self.stats.add_audio(len(payload))
             if backwards:
                 self.stats.backwards_timestamps += 1
-            if self._declared is None and not self._declare(video_frame=False):
+            if self._declared is None and not self._declare(out, video_frame=False):
                 return
             if self._declared is not None and self._declared.audio is not None:
-                self._deliver(MediaPacket("audio", dts, dts, True, tag.data))
+                out.append(MediaPacket("audio", dts, dts, True, tag.data))
         elif tag.packet_type is AudioPacketType.SEQUENCE_START:
-            self.stats.count_other(len(payload))
-            self._set_audio_config(bytes(tag.data))
+            self.stats.add_other(len(payload))
+            self._set_audio_config(bytes(tag.data), out)
         else:
-            self.stats.count_other(len(payload))
+            self.stats.add_other(len(payload))
 
     def on_end(self, reason: str, *, unpublished: bool = False) -> None:
         """`unpublished`: the encoder stopped on purpose (not a dropped connection)."""
         if self.ended:
             return
-        self._deliver(PublishEnded(reason))
+        self._deliver_batch([PublishEnded(reason)])
         on_end = self._on_end
         self.detach()
         on_end(self, reason, unpublished)
@@ -196,12 +227,11 @@ class Publisher:
         """
         self.ended = True
         self.session = None
-        self._deliver = _discard
-        self._on_end = _ignore_end
+        self._deliver_batch = _discard
 
     # ---- configs --------------------------------------------------------------------
 
-    def _set_video_config(self, codec: str, extradata: bytes) -> None:
+    def _set_video_config(self, codec: str, extradata: bytes, out: list[ReaderItem]) -> None:
         try:
             config = parse_avc_config(extradata) if codec == "h264" else parse_hevc_config(
                 extradata
@@ -214,9 +244,9 @@ class Publisher:
         self.stats.width, self.stats.height = config.width or None, config.height or None
         if track != self._video_config:
             self._video_config = track
-            self._redeclare_if_started()
+            self._redeclare_if_started(out)
 
-    def _set_audio_config(self, extradata: bytes) -> None:
+    def _set_audio_config(self, extradata: bytes, out: list[ReaderItem]) -> None:
         try:
             config = parse_audio_specific_config(extradata)
         except AacConfigError as exc:
@@ -229,9 +259,9 @@ class Publisher:
         self.stats.audio_channels = config.channels
         if track != self._audio_config:
             self._audio_config = track
-            self._redeclare_if_started()
+            self._redeclare_if_started(out)
 
-    def _declare(self, video_frame: bool) -> bool:
+    def _declare(self, out: list[ReaderItem], video_frame: bool) -> bool:
         """Declare the tracks at the first coded frame, once what is expected is known."""
         if video_frame:
             if self._video_config is None:
@@ -246,25 +276,25 @@ class Publisher:
             if self._video_config is None and self._audio_waiting < patience:
                 return False
         self._declared = TracksChanged(self._video_config, self._audio_config)
-        self._deliver(self._declared)
+        out.append(self._declared)
         return True
 
-    def _redeclare_if_started(self) -> None:
+    def _redeclare_if_started(self, out: list[ReaderItem]) -> None:
         if self._declared is not None:
             log.info("tracks changed mid-stream channel=%s peer=%s", self.channel, self.peer)
             self._declared = TracksChanged(self._video_config, self._audio_config)
-            self._deliver(self._declared)
+            out.append(self._declared)
 
     # ---- problems -------------------------------------------------------------------
 
     def _bad_tag(self, what: str, exc: Exception, size: int) -> None:
-        self.stats.count_other(size)
+        self.stats.add_other(size)
         self.stats.malformed_tags += 1
         log.warning("malformed %s tag dropped channel=%s peer=%s: %s",
                     what, self.channel, self.peer, exc)
 
     def _unsupported(self, codec: str, size: int) -> None:
-        self.stats.count_other(size)
+        self.stats.add_other(size)
         if codec not in self.stats.unknown_codecs:
             self.stats.unknown_codecs.add(codec)
             log.warning("unsupported codec %s ignored channel=%s peer=%s",

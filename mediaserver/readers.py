@@ -138,6 +138,18 @@ class QueuedReader(Generic[Item]):
             self._scheduler.request(self)
         return True
 
+    def offer_all(self, items: list[Item]) -> bool:
+        """Queue every item at once if the reader keeps up (not skipping, room for all);
+        False, with nothing queued, if not: then offer() them one by one."""
+        queue = self._queue
+        if self._skipping or len(queue) + len(items) > self._max_queued:
+            return False
+        queue.extend(items)
+        if not self._scheduled:
+            self._scheduled = True
+            self._scheduler.request(self)
+        return True
+
     def _start_skipping(self) -> None:
         """Drop the queued media, keep control items in order, mark where media went."""
         kept: deque[Item | Skipped] = deque()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 from .errors import RemoteProtocolError
+from .extensions import extensions_wanted
 
 DEFAULT_CHUNK_SIZE = 128
 
@@ -41,6 +42,9 @@ ACKNOWLEDGEMENT = 3
 USER_CONTROL = 4
 WINDOW_ACK_SIZE = 5
 SET_PEER_BANDWIDTH = 6
+# Media message types (what read_media gathers).
+AUDIO = 8
+VIDEO = 9
 
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)
 _U32 = struct.Struct(">I")
@@ -246,6 +250,28 @@ class ChunkReader:
         self._pos = pos
         return None
 
+    def read_media(self, frames: list[tuple[int, int, bytes]], stream_id: int, limit: int
+                   ) -> Message | None:
+        """Take a run of one stream's media; hand back the first other message.
+
+        Appends ``(type_id, timestamp, payload)`` for each audio or video message
+        on message stream `stream_id` (empty ones are skipped: keep-alives), until
+        a message of any other kind or stream comes (returned), no complete message
+        is left, or `frames` holds `limit` (None for both). One call per read, so
+        a compiled reader keeps the whole run out of the interpreter.
+        """
+        while len(frames) < limit:
+            msg = self.next_message()
+            if msg is None:
+                return None
+            type_id = msg.type_id
+            if type_id in (AUDIO, VIDEO) and msg.stream_id == stream_id:
+                if msg.payload:
+                    frames.append((type_id, msg.timestamp, msg.payload))  # type: ignore[arg-type]
+                continue
+            return msg
+        return None
+
     def _complete(self, csid: int, st: _ChunkStreamState, payload: bytes | bytearray) -> Message:
         msg = Message(csid, st.type_id, st.stream_id, st.timestamp, payload)
         if msg.type_id <= ABORT and msg.stream_id == 0:
@@ -364,3 +390,17 @@ def _basic_header(fmt: int, csid: int) -> bytes:
         return bytes([fmt << 6, csid - 64])
     rest = csid - 64
     return bytes([(fmt << 6) | 1, rest & 0xFF, rest >> 8])
+
+
+# The pure-Python reader above is the reference. The compiled one
+# (rtmp/_chunk_reader.pyx) keeps the same contract and takes its place unless
+# MEDIASERVER_NO_EXTENSIONS is set (see rtmp.extensions) or it was not built.
+PurePythonChunkReader = ChunkReader
+COMPILED_READER = False
+if extensions_wanted():
+    try:
+        from ._chunk_reader import ChunkReader  # type: ignore[assignment]
+    except ImportError:
+        pass
+    else:
+        COMPILED_READER = True

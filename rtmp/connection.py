@@ -35,6 +35,7 @@ from .events import (
     ConnectRejected,
     Event,
     HandshakeComplete,
+    MediaReceived,
     Metadata,
     PingResponse,
     PlayRequested,
@@ -74,6 +75,10 @@ MAX_STREAMS_PER_CONNECTION = 8
 # How much of an unknown command's name is echoed in the _error reply: enough to
 # read it in a client's log, and a long name cannot make a reply bigger than this.
 MAX_ECHOED_NAME = 64
+# Media messages in one MediaReceived: a paced encoder sends 10-30 per read, so a
+# read is one event; a burst of tiny messages is cut into events of this many so
+# that the owner's per-turn budget (counted in messages) still bounds its work.
+MAX_MEDIA_PER_EVENT = 64
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -129,8 +134,13 @@ class ServerConnection:
         out_chunk_size: int = DEFAULT_OUT_CHUNK_SIZE,
         window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE,
         app_exists: Callable[[str], bool] | None = None,
+        batch_media: bool = False,
     ) -> None:
-        """`app_exists` says which applications `connect` may name (None: any)."""
+        """`app_exists` says which applications `connect` may name (None: any).
+
+        `batch_media`: media messages that come back to back are handed out as one
+        MediaReceived event instead of an AudioData/VideoData event each.
+        """
         self.state = State.AWAIT_C0C1
         self.app: str | None = None
         self.complex_handshake = False
@@ -149,6 +159,9 @@ class ServerConnection:
         self._failure: ProtocolError | None = None
         self._paused_for: int | None = None
         self._app_exists = app_exists
+        self._batch_media = batch_media
+        # An error met after a run of media was cut: raised once the run is handed out.
+        self._deferred: ProtocolError | amf0.AMF0Error | None = None
         self.media_dropped = 0
 
     # ---- bytes in / out -------------------------------------------------------------
@@ -190,6 +203,9 @@ class ServerConnection:
         if self._failure is not None:
             raise self._failure
         try:
+            if self._deferred is not None:
+                deferred, self._deferred = self._deferred, None
+                raise deferred
             return self._next_event()
         except ProtocolError as exc:
             self._fail(exc)
@@ -211,12 +227,65 @@ class ServerConnection:
                 continue
             if self.state is not State.OPEN or self._paused_for is not None:
                 return None
+            if self._batch_media:
+                return self._next_batched()
             msg = self._reader.next_message()
             if msg is None:
                 return None
             event = self._handle_message(msg)
             if event is not None:
                 return event
+
+    def _next_batched(self) -> Event | None:
+        """Like one round of _next_event, with back-to-back media as one MediaReceived.
+
+        A message that yields events ends the run: the run goes out first, then
+        those events, in the order the peer sent them. An error met after some
+        media is deferred to the next call, so the media before it is not lost.
+        """
+        pending = self._events
+        reader = self._reader
+        streams = self._streams
+        publishing = _StreamState.PUBLISHING
+        frames: list[tuple[int, int, bytes]] = []
+        run_stream = -1  # no message stream has this id: no run yet
+        while len(frames) < MAX_MEDIA_PER_EVENT:
+            try:
+                msg = reader.read_media(frames, run_stream, MAX_MEDIA_PER_EVENT)
+                if msg is None:
+                    break
+                type_id = msg.type_id
+                if type_id in (MSG_VIDEO, MSG_AUDIO):  # media of a stream other than the run's
+                    stream_id = msg.stream_id
+                    if streams.get(stream_id) is not publishing:
+                        self.media_dropped += 1
+                    elif msg.payload:  # empty tags are keep-alives, as in _handle_message
+                        if frames:
+                            pending.append(MediaReceived(run_stream, frames))
+                            frames = []
+                        run_stream = stream_id
+                        frames.append((type_id, msg.timestamp, msg.payload))  # type: ignore[arg-type]
+                    continue
+                before = len(pending)
+                event = self._handle_message(msg)
+            except (ProtocolError, amf0.AMF0Error) as exc:
+                if not frames and not pending:
+                    raise
+                self._deferred = exc
+                break
+            if event is None and len(pending) == before:
+                if streams.get(run_stream) is not publishing:
+                    run_stream = -1  # the message ended that stream's publish
+                continue
+            if frames:
+                pending.insert(before, MediaReceived(run_stream, frames))
+                frames = []
+            if event is not None:
+                pending.append(event)
+            break
+        if frames:
+            pending.append(MediaReceived(run_stream, frames))
+        return pending.popleft() if pending else None
 
     def _fail(self, exc: ProtocolError) -> None:
         self._failure = exc

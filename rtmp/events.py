@@ -67,6 +67,20 @@ class VideoData(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MediaReceived(Event):
+    """Audio and video messages that came back to back, in order (batching connections only).
+
+    One event for a run of media instead of one per message: the per-message
+    work is then one tuple, not an event object and a dispatch. Each frame is
+    ``(type_id, timestamp, payload)`` with type_id 8 (audio) or 9 (video);
+    empty payloads are left out, as for AudioData/VideoData.
+    """
+
+    stream_id: int
+    frames: list[tuple[int, int, bytes]] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectRejected(Event):
     """`connect` named an application that does not exist; answered with
     NetConnection.Connect.Rejected, the connection now only waits to be closed."""

@@ -29,6 +29,7 @@ __all__ = [
     "HevcConfig",
     "VideoPacketType",
     "VideoTag",
+    "coded_frame",
     "iter_nal_units",
     "parse_audio_tag",
     "parse_avc_config",
@@ -313,6 +314,40 @@ def _parse_ex_video(view: memoryview, first: int) -> VideoTag:
         # The frame type bits mean nothing on metadata.
         return VideoTag(codec, False, _METADATA_V, 0, view[pos:])
     return VideoTag(codec, keyframe, _OTHER_V, 0, view[pos:])
+
+
+# --------------------------------------------------------------------------- the common case
+
+
+# What a legacy AVC/HEVC coded frame's first byte may be (key, inter, disposable or
+# generated frame; codec 7 or 12), and whether it says keyframe.
+_LEGACY_CODED_VIDEO: Final = {
+    (frame_type << 4) | codec_id: frame_type == _FRAME_KEY
+    for frame_type in (1, 2, 3, 4) for codec_id in (_LEGACY_AVC, _LEGACY_HEVC)
+}
+_AAC_CODED: Final = 1
+_TAG_AUDIO: Final = 8
+
+
+def coded_frame(type_id: int, body: bytes) -> tuple[bool, int, memoryview] | None:
+    """``(keyframe, composition_time, data)`` of a plain coded frame, else None.
+
+    The one kind of tag an encoder sends all stream long (a legacy AVC/HEVC coded
+    video frame, or a raw AAC frame: codecs HLS carries; ``type_id`` 8 audio, 9 video) in one step,
+    with no tag object; None for every other body, which parse_video_tag or
+    parse_audio_tag then reads (and judges). Agrees with them wherever it answers.
+    """
+    if type_id == _TAG_AUDIO:
+        if len(body) >= 2 and body[0] >> 4 == _SOUND_AAC and body[1] == _AAC_CODED:
+            return True, 0, memoryview(body)[2:]
+        return None
+    if len(body) < 5 or body[1] != 1:
+        return None
+    keyframe = _LEGACY_CODED_VIDEO.get(body[0])
+    if keyframe is None:
+        return None
+    word = (body[2] << 16) | (body[3] << 8) | body[4]
+    return keyframe, (word ^ 0x800000) - 0x800000, memoryview(body)[5:]
 
 
 # --------------------------------------------------------------------------- audio tags

@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .connection import ServerConnection, State
+from .chunk import COMPILED_READER
+from .connection import MSG_VIDEO, ServerConnection, State
 from .errors import LocalProtocolError, ProtocolError
 from .events import (
     AudioData,
     Connected,
     ConnectRejected,
+    MediaReceived,
     Metadata,
     PlayRequested,
     PublishRequested,
@@ -58,7 +60,7 @@ RECEIVE_BUFFER_SIZE = 256 * 1024
 # A read this big nearly filled the receive buffer: more is waiting in the
 # kernel, so the socket is read on before pausing.
 MORE_WAITING_BYTES = 192 * 1024
-# Events handled per loop callback for one connection; the rest waits for the next
+# Messages handled per loop callback for one connection; the rest waits for the next
 # loop turn (reading paused meanwhile), so one peer's burst cannot hold the loop.
 # A paced publisher brings 10-30 media messages per read; a 256 kB read of tiny
 # commands is ten thousand, each answered (20-40 us apiece): 64 keeps one callback
@@ -84,6 +86,9 @@ class PublishSink(Protocol):
     def on_metadata(self, values: dict[str, Any]) -> None: ...
     def on_audio(self, timestamp: int, payload: bytes | bytearray) -> None: ...
     def on_video(self, timestamp: int, payload: bytes | bytearray) -> None: ...
+    # Optional: on_media(frames) takes a run of media messages in one call,
+    # `(type_id, timestamp, payload)` each, type 8 audio or 9 video, and does what
+    # on_audio/on_video would do one by one. A sink without it gets those calls.
     def on_end(self, reason: str, *, unpublished: bool = False) -> None:
         """The publish ended; `unpublished`: the encoder stopped it on purpose
         (FCUnpublish, deleteStream, closeStream), not a dropped or kicked connection."""
@@ -144,11 +149,12 @@ class RtmpSession(asyncio.BufferedProtocol):
     def __init__(self, server: RtmpServer) -> None:
         self._server = server
         self.conn = ServerConnection(max_message_size=server.max_message_size,
-                                     app_exists=server.policy.app_exists)
+                                     app_exists=server.policy.app_exists, batch_media=True)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.channel: str | None = None
         self.sink: PublishSink | None = None
+        self._on_media: Callable[[list[tuple[int, int, bytes]]], None] = _no_media
         self.stream_id = 0
         self.created_at = time.monotonic()
         self.last_activity = self.created_at
@@ -259,8 +265,15 @@ class RtmpSession(asyncio.BufferedProtocol):
             event = conn.next_event()
             if event is None:
                 break
-            budget -= 1
             cls = type(event)
+            if cls is MediaReceived:
+                frames = event.frames  # type: ignore[attr-defined]
+                budget = max(budget - len(frames), 0)
+                media_seen = True
+                if sink is not None:
+                    self._on_media(frames)
+                continue
+            budget -= 1
             if cls is VideoData:
                 media_seen = True
                 if sink is not None:
@@ -360,6 +373,7 @@ class RtmpSession(asyncio.BufferedProtocol):
         self._server.count_publish("ok")
         self.channel = decision.channel
         self.sink = decision.sink
+        self._on_media = _media_handler(decision.sink)
         self.stream_id = request.stream_id
         self.publishing = True
         self.conn.accept_publish(request.stream_id)
@@ -433,10 +447,31 @@ class RtmpSession(asyncio.BufferedProtocol):
 
     def _end_sink(self, reason: str, *, unpublished: bool = False) -> None:
         sink, self.sink = self.sink, None
+        self._on_media = _no_media
         self.publishing = False
         if sink is not None:
             log.info("rtmp publish ended peer=%s channel=%s: %s", self.peer, self.channel, reason)
             sink.on_end(reason, unpublished=unpublished)
+
+
+def _no_media(frames: list[tuple[int, int, bytes]]) -> None:
+    """The media handler while no publish is accepted."""
+
+
+def _media_handler(sink: PublishSink) -> Callable[[list[tuple[int, int, bytes]]], None]:
+    """The sink's on_media, or one on_audio/on_video call per frame for a sink without it."""
+    on_media = getattr(sink, "on_media", None)
+    if on_media is not None:
+        return on_media  # type: ignore[no-any-return]
+
+    def one_by_one(frames: list[tuple[int, int, bytes]]) -> None:
+        for type_id, timestamp, payload in frames:
+            if type_id == MSG_VIDEO:
+                sink.on_video(timestamp, payload)
+            else:
+                sink.on_audio(timestamp, payload)
+
+    return one_by_one
 
 
 class ReadPacer:
@@ -519,6 +554,8 @@ class RtmpServer:
                                                     reuse_address=True)
         self._sweeper = loop.create_task(self._sweep())
         sockname = self._server.sockets[0].getsockname()
+        log.info("rtmp chunk reader: %s", "compiled" if COMPILED_READER else
+                 "pure Python (MEDIASERVER_NO_EXTENSIONS set, or the extension is not built)")
         return sockname[0], sockname[1]
 
     def register(self, session: RtmpSession) -> None:

@@ -15,7 +15,7 @@ from mediaserver.publisher import (
     TracksChanged,
 )
 from tests.flv_tags import aac_sequence_header, avc_sequence_header, feed, media_tag
-from tests.hls_media import av_clip
+from tests.hls_media import Media, av_clip
 
 
 @dataclass
@@ -166,3 +166,56 @@ def test_a_dropped_connection_is_not_an_unpublish() -> None:
     publisher = out.publisher()
     publisher.on_end("connection closed")
     assert out.ends == [("connection closed", False)]
+
+
+def _frames(media: Media, start_ms: int = 0) -> list[tuple[int, int, bytes]]:
+    """The clip as the runs a batching connection hands over: headers, then frames."""
+    frames = []
+    if media.video is not None:
+        frames.append((9, start_ms, avc_sequence_header(media.video.extradata)))
+    if media.audio is not None:
+        frames.append((8, start_ms, aac_sequence_header(media.audio.extradata)))
+    for packet in media.packets:
+        frames.append((9 if packet.kind == "video" else 8, (packet.dts + start_ms) % (1 << 32),
+                       media_tag(packet)))
+    return frames
+
+
+def _summary(out: Out, publisher: Publisher) -> tuple[object, ...]:
+    items = [(type(i).__name__, i.kind, i.dts, i.pts, i.keyframe, bytes(i.data))
+             if isinstance(i, MediaPacket) else i for i in out.items]
+    stats = publisher.stats
+    return (items, stats.video_frames, stats.audio_frames, stats.video_bytes, stats.audio_bytes,
+            stats.keyframes, stats.keyframe_interval, stats.backwards_timestamps,
+            stats.malformed_tags, sorted(stats.unknown_codecs))
+
+
+def test_runs_of_frames_come_out_as_frames_one_by_one() -> None:
+    media = av_clip()
+    frames = _frames(media, start_ms=(1 << 32) - 1500)  # the clock wraps inside a run
+    # Odd bodies mixed in: malformed, unsupported, a repeated header, a clock going back.
+    frames[40:40] = [(9, 10, b"\x17\x01"), (8, 10, b""), (9, 10, b"\x12\x00\x00"), frames[0]]
+    frames[90:90] = [(frames[89][0], frames[89][1] - 500, frames[89][2])]
+    batched, single = Out(), Out()
+    one_call = batched.publisher()
+    cuts = [0, 1, 2, 30, 31, 77, 150, len(frames)]
+    for start, end in itertools.pairwise(cuts):
+        one_call.on_media(frames[start:end])
+    by_one = single.publisher()
+    for type_id, timestamp, body in frames:
+        (by_one.on_video if type_id == 9 else by_one.on_audio)(timestamp, body)
+    assert _summary(batched, one_call) == _summary(single, by_one)
+    assert len(batched.packets()) > 100 and batched.declarations()
+    assert one_call.stats.malformed_tags == 2 and one_call.stats.backwards_timestamps == 1
+
+
+def test_a_run_goes_out_in_one_batch_when_the_output_takes_batches() -> None:
+    media = av_clip()
+    batches: list[list[ReaderItem]] = []
+    publisher = Publisher("cam", "127.0.0.1:1", lambda item: None, lambda *args: None,
+                          deliver_batch=batches.append)
+    frames = _frames(media)
+    publisher.on_media(frames[:20])
+    publisher.on_media(frames[20:])
+    assert len(batches) == 2
+    assert sum(isinstance(i, MediaPacket) for b in batches for i in b) == len(media.packets)

@@ -136,6 +136,9 @@ async def test_in_process_pipeline_cuts_segments_and_measures_cpu(clip_path: Pat
     assert 4 <= result.segments_per_stream <= 7
     assert len(result.ms_per_stream_second) == 2
     assert all(value > 0 for value in result.ms_per_stream_second)
+    # The ingest part is measured inside each pass, so it is some of it, never all.
+    assert all(0 < ingest < whole for ingest, whole in
+               zip(result.ingest_ms_per_stream_second, result.ms_per_stream_second, strict=True))
 
 
 def _soak(clip_path: Path, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str],

@@ -22,9 +22,10 @@ from tests.fixtures import OBS_C2S, OBS_KEY
 DATA = OBS_C2S.read_bytes()
 
 
-def run_connection(pieces: list[bytes]) -> tuple[list[Event], bytes]:
+def run_connection(pieces: list[bytes], conn: ServerConnection | None = None
+                   ) -> tuple[list[Event], bytes]:
     """Feed pieces, accept the publish when asked, collect every event and the answers."""
-    conn = ServerConnection()
+    conn = conn or ServerConnection()
     events: list[Event] = []
     for piece in pieces:
         conn.receive_data(piece)

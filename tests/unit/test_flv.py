@@ -21,6 +21,7 @@ from rtmp.flv import (
     AudioPacketType,
     FlvError,
     VideoPacketType,
+    coded_frame,
     iter_nal_units,
     parse_audio_tag,
     parse_avc_config,
@@ -1142,3 +1143,57 @@ def test_fuzz_mutated_configs_raise_only_flv_error(data: st.DataObject) -> None:
     for parser in (parse_avc_config, parse_hevc_config):
         with contextlib.suppress(FlvError):
             parser(bytes(seed[:cut]))
+
+
+# --------------------------------------------------------------------------- coded_frame
+
+
+def _obs_media_bodies() -> list[tuple[int, bytes]]:
+    from rtmp.events import AudioData, VideoData
+    from tests.unit.test_connection_obs import run_connection
+
+    events, _ = run_connection([OBS_C2S.read_bytes()])
+    return [(TAG_VIDEO if isinstance(e, VideoData) else TAG_AUDIO, bytes(e.payload))
+            for e in events if isinstance(e, AudioData | VideoData)]
+
+
+def _agrees_with_the_full_parsers(type_id: int, body: bytes) -> None:
+    """coded_frame answers only for plain coded AVC/HEVC/AAC frames, and then as the
+    full parsers do; for every other body it says None."""
+    fast = coded_frame(type_id, body)
+    try:
+        tag = parse_video_tag(body) if type_id == 9 else parse_audio_tag(body)
+    except FlvError:
+        assert fast is None
+        return
+    if type_id == 9:
+        plain = (tag.packet_type is VideoPacketType.CODED_FRAMES  # type: ignore[union-attr]
+                 and tag.codec in ("h264", "hevc") and not body[0] & 0x80)
+        expected = (tag.keyframe, tag.composition_time, bytes(tag.data))  # type: ignore[union-attr]
+    else:
+        plain = tag.packet_type is AudioPacketType.CODED_FRAMES and tag.codec == "aac"
+        expected = (True, 0, bytes(tag.data))
+    if fast is None:
+        assert not plain or body[0] >> 4 not in (1, 2, 3, 4)  # reserved frame types: full path
+        return
+    assert plain
+    assert (fast[0], fast[1], bytes(fast[2])) == expected
+
+
+def test_coded_frame_agrees_with_the_full_parsers_on_the_obs_capture() -> None:
+    answered = 0
+    for type_id, body in _obs_media_bodies():
+        _agrees_with_the_full_parsers(type_id, body)
+        answered += coded_frame(type_id, body) is not None
+    assert answered > 0
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from([8, 9]), st.one_of(
+    st.binary(max_size=12),
+    st.tuples(st.sampled_from([0x17, 0x27, 0x37, 0x47, 0x57, 0x1C, 0x2C, 0x12, 0x97, 0xAF,
+                               0xAE, 0x2F, 0x90, 0x07, 0x67]),
+              st.sampled_from([0, 1, 2, 3]), st.binary(max_size=8)).map(
+        lambda t: bytes([t[0], t[1]]) + t[2])))
+def test_coded_frame_agrees_with_the_full_parsers(type_id: int, body: bytes) -> None:
+    _agrees_with_the_full_parsers(type_id, body)

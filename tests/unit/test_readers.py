@@ -118,3 +118,18 @@ async def test_a_failing_item_is_counted_and_the_rest_still_handled() -> None:
         reader.offer(i)
     await asyncio.sleep(0)
     assert seen == [0, 2] and reader.errors == 1
+
+
+async def test_offer_all_queues_a_batch_only_when_the_reader_keeps_up() -> None:
+    seen: list[str | Skipped] = []
+    reader = _skipping_reader(seen)
+    assert reader.offer_all(["K1", "f2", "f3"])
+    assert reader.backlog == 3
+    assert not reader.offer_all(["f4", "f5"])  # no room for both: nothing taken
+    assert reader.backlog == 3 and not reader.skipping
+    assert [reader.offer(item) for item in ["f4", "f5"]] == [True, False]
+    assert reader.skipping and not reader.offer_all(["f6"])  # skipping: one by one
+    assert reader.offer("K7") and not reader.skipping
+    assert reader.offer_all(["f8"])
+    await asyncio.sleep(0)
+    assert seen == [SKIPPED, "K7", "f8"]

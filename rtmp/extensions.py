@@ -1,0 +1,17 @@
+"""Whether compiled twins of hot-path modules may be used: one switch for the package.
+
+Each compiled module (a Cython `.pyx` built by `pip install`) has a pure-Python
+twin that is the reference. Setting MEDIASERVER_NO_EXTENSIONS to anything but ""
+or "0" runs the pure twins everywhere (tests of that path, debugging, profiling
+at the Python level); so does a build without the extensions.
+"""
+
+from __future__ import annotations
+
+import os
+
+NO_EXTENSIONS_ENV = "MEDIASERVER_NO_EXTENSIONS"
+
+
+def extensions_wanted() -> bool:
+    return os.environ.get(NO_EXTENSIONS_ENV, "") in ("", "0")
