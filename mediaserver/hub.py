@@ -302,6 +302,7 @@ class StreamHub:
         live.segmenter.end()
         if self.channels.get(live.name) is live:
             del self.channels[live.name]
+        live.release()  # its segments go now, not at the collector's next full pass
         log.info("playlist dropped from memory channel=%s (%s)", live.name, why)
         self._notify_dropped([live.name])
 

@@ -409,6 +409,40 @@ async def test_a_republish_frees_the_ended_playlist_it_replaces_at_once() -> Non
         gc.enable()
 
 
+async def test_a_channel_released_to_another_node_frees_its_segments_at_once() -> None:
+    # The cluster's hand-over drops the channel here without an ENDLIST: it must let
+    # go of the segmenter as the sweep does, not leave it to the cyclic collector.
+    rig = Rig()
+    gc.disable()
+    try:
+        publisher = rig.publish()
+        feed(publisher, av_clip())
+        await settle()
+        segmenter_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
+        assert rig.hub.release("cam", "publisher moved to node b")
+        del publisher
+        assert segmenter_ref() is None
+    finally:
+        gc.enable()
+
+
+async def test_a_stale_copy_replaced_by_another_nodes_playlist_is_freed_at_once() -> None:
+    rig = Rig()
+    gc.disable()
+    try:
+        first = rig.publish()
+        feed(first, av_clip())
+        first.on_end("connection closed")  # in its grace period here...
+        await settle()
+        stale_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
+        # ...while another node carried the playlist on.
+        rig.hub.start_publish("cam", "10.0.0.9:9", resume=PlaylistResume(9, 2, 2))
+        del first
+        assert stale_ref() is None
+    finally:
+        gc.enable()
+
+
 async def test_a_taken_over_publisher_holds_nothing_of_the_channel() -> None:
     rig = Rig()
     old = rig.publish()
