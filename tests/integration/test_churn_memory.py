@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
-import subprocess
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,8 +25,8 @@ import pytest
 
 from mediaserver.app import MediaServer
 from tests.live import (
-    FFMPEG,
     http_url,
+    make_clip,
     publish,
     publish_refused,
     rtmp_url,
@@ -46,23 +45,14 @@ GRACE = 1.0
 # Modules whose objects must never be cyclic garbage after a channel ends.
 OWN_PACKAGES = frozenset({"rtmp", "hls", "mediaserver", "control_api", "av"})
 # A bytes object this big held only by garbage is media (frames are ~1-20 kB here,
-# segments ~80 kB): what made RSS grow.
+# segments ~100-400 kB): what made RSS grow.
 MEDIA_BUFFER_BYTES = 16 * 1024
 
 
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s of 320x180 H.264 + AAC (2 s GOP): two segments per publish, quickly."""
-    path = tmp_path_factory.mktemp("churn") / "small.flv"
-    subprocess.run(
-        [FFMPEG, "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "60",
-         "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "300k",
-         "-c:a", "aac", "-b:a", "64k", "-ac", "2", "-t", "4", "-f", "flv", str(path)],
-        check=True, timeout=60)
-    return path
+    return make_clip(tmp_path_factory.mktemp("churn") / "small.flv", seconds=4, size="320x180")
 
 
 def _short_retention(server: MediaServer) -> None:
