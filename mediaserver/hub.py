@@ -66,52 +66,36 @@ class Refusal:
         return cls("duplicate", f"channel {channel} already has a live publisher")
 
 
-@dataclass(eq=False, slots=True)
-class LiveChannel:
-    name: str
-    segmenter: Segmenter
-    reader: QueuedReader[ReaderItem] = field(init=False)
-    publisher: Publisher | None = None
-    left_at: float | None = None  # monotonic time the last publisher left
-    ended_at: float | None = None  # monotonic time the playlist got ENDLIST
-    # Extra readers beside HLS (thumbnails): each must return at once and never raise
-    # into ingest; a slow one keeps its own bounded backlog.
-    taps: list[Callable[[ReaderItem], None]] = field(default_factory=list)
-    # Ingest side: whether the tracks offered so far include video (what a skip resumes on).
-    offered_video: bool = False
-    # Reader side: the tracks the segmenter was last configured with (restored after a skip).
-    configured: TracksChanged | None = None
+class SegmenterFeed:
+    """A channel's HLS reader: what its queue hands over goes into its segmenter.
 
-    def deliver(self, item: ReaderItem) -> None:
-        """The publisher's output: the HLS reader first, then every tap."""
-        if type(item) is TracksChanged:
-            self.offered_video = item.video is not None
-        self.reader.offer(item)
-        for tap in self.taps:
-            try:
-                tap(item)
-            except Exception:
-                log.exception("tap failed on channel=%s", self.name)
+    Kept apart from LiveChannel on purpose. The channel holds its reader, and the
+    reader holds these bound methods: were they the channel's own, the three would
+    form a reference cycle, and a channel the hub forgot (its segments with it)
+    would wait for a full pass of the cyclic collector, minutes apart in a busy
+    server; a churning soak grew ~3.5 MB per publish that way (issue 9). Holding
+    nothing that holds it, a channel is freed by reference counting the moment the
+    hub lets go of it, whichever way it goes.
+    """
 
-    def release(self) -> None:
-        """The hub forgot this channel: let its segmenter and segments go at once.
+    __slots__ = ("configured", "offered_video", "segmenter")
 
-        The reader's callables are this channel's bound methods (a reference cycle);
-        left to the garbage collector, a churning server kept megabytes of segments
-        per dropped channel for minutes and its RSS grew with every publish.
-        """
-        self.reader.close()
-        self.taps.clear()
-        self.publisher = None
-        self.configured = None
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        # Ingest side: whether the tracks offered so far include video (what a skip
+        # resumes on).
+        self.offered_video = False
+        # Reader side: the tracks the segmenter was last configured with (restored
+        # after a skip).
+        self.configured: TracksChanged | None = None
 
     def resumes(self, item: ReaderItem) -> bool:
         """Where a skipping reader may pick up: a video keyframe (audio-only: any frame)."""
         return type(item) is MediaPacket and item.keyframe and (
             item.kind == "video" or not self.offered_video)
 
-    def feed_segmenter(self, item: ReaderItem | Skipped) -> None:
-        """The HLS reader: one queued item into the segmenter."""
+    def handle(self, item: ReaderItem | Skipped) -> None:
+        """One queued item into the segmenter."""
         segmenter = self.segmenter
         if type(item) is MediaPacket:
             segmenter.push(item)
@@ -127,6 +111,31 @@ class LiveChannel:
             # no segment spans the gap.
             segmenter.publisher_gone()
             segmenter.configure(self.configured.video, self.configured.audio)
+
+
+@dataclass(eq=False, slots=True)
+class LiveChannel:
+    name: str
+    segmenter: Segmenter
+    feed: SegmenterFeed = field(init=False)
+    reader: QueuedReader[ReaderItem] = field(init=False)
+    publisher: Publisher | None = None
+    left_at: float | None = None  # monotonic time the last publisher left
+    ended_at: float | None = None  # monotonic time the playlist got ENDLIST
+    # Extra readers beside HLS (thumbnails): each must return at once and never raise
+    # into ingest; a slow one keeps its own bounded backlog.
+    taps: list[Callable[[ReaderItem], None]] = field(default_factory=list)
+
+    def deliver(self, item: ReaderItem) -> None:
+        """The publisher's output: the HLS reader first, then every tap."""
+        if type(item) is TracksChanged:
+            self.feed.offered_video = item.video is not None
+        self.reader.offer(item)
+        for tap in self.taps:
+            try:
+                tap(item)
+            except Exception:
+                log.exception("tap failed on channel=%s", self.name)
 
 
 def _is_media(item: ReaderItem) -> bool:
@@ -222,14 +231,12 @@ class StreamHub:
         )
 
         live = LiveChannel(name, segmenter)
-        live.reader = QueuedReader(f"hls:{name}", live.feed_segmenter, skippable=_is_media,
-                                   resumes=live.resumes, totals=self.reader_skips,
+        feed = live.feed = SegmenterFeed(segmenter)
+        live.reader = QueuedReader(f"hls:{name}", feed.handle, skippable=_is_media,
+                                   resumes=feed.resumes, totals=self.reader_skips,
                                    scheduler=self._drains)
         live.taps.extend(factory(name) for factory in self.tap_factories)
-        replaced = self.channels.get(name)
         self.channels[name] = live
-        if replaced is not None:
-            replaced.release()  # an ended playlist that a new publish replaces
         return live
 
     def _segment_done(self, channel: str, info: SegmentInfo) -> None:
@@ -260,7 +267,7 @@ class StreamHub:
         live.reader.flush()
         live.segmenter.end()
         live.reader.clear()
-        live.configured = None
+        live.feed.configured = None
         if live.ended_at is None:
             live.ended_at = self._clock()
             log.info("playlist ended channel=%s (%s)", live.name, why)
@@ -302,7 +309,6 @@ class StreamHub:
         live.segmenter.end()
         if self.channels.get(live.name) is live:
             del self.channels[live.name]
-        live.release()  # its segments go now, not at the collector's next full pass
         log.info("playlist dropped from memory channel=%s (%s)", live.name, why)
         self._notify_dropped([live.name])
 
@@ -377,7 +383,6 @@ class StreamHub:
                     self._end_playlist(live, "grace period over")
             elif live.ended_at is not None and now - live.ended_at >= self.settings.ended_retention:
                 del self.channels[name]
-                live.release()
                 dropped.append(name)
                 log.info("playlist dropped from memory channel=%s", name)
         if dropped:

@@ -427,6 +427,7 @@ async def test_a_channel_released_to_another_node_frees_its_segments_at_once() -
         segmenter_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
         assert rig.hub.release("cam", "publisher moved to node b")
         del publisher
+        await settle()  # the drain its end scheduled has run and let go of the reader
         assert segmenter_ref() is None
 
 
@@ -463,7 +464,7 @@ async def test_the_queue_is_empty_once_the_playlist_ended() -> None:
     assert channel.reader.backlog > 0
     publisher.on_end("stop", unpublished=True)
     assert channel.reader.backlog == 0
-    assert channel.configured is None
+    assert channel.feed.configured is None
 
 
 def test_publish_ended_keeps_its_name() -> None:
