@@ -371,12 +371,18 @@ async def test_an_ended_channel_holds_no_publisher_session_or_segmenter() -> Non
     assert publisher_ref() is None
 
 
-async def _ended_after_unpublish(rig: Rig) -> weakref.ref[object]:
-    """Publish a clip, stop on purpose (ENDLIST at once); a weak reference to its segmenter."""
+async def _published(rig: Rig) -> tuple[Publisher, weakref.ref[object]]:
+    """Publish a clip (handled by the segmenter); the publisher and a weak reference to
+    its channel's segmenter."""
     publisher = rig.publish()
     feed(publisher, av_clip())
     await settle()
-    segmenter_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
+    return publisher, weakref.ref(rig.hub.channels["cam"].segmenter)
+
+
+async def _ended_after_unpublish(rig: Rig) -> weakref.ref[object]:
+    """Publish a clip, stop on purpose (ENDLIST at once); a weak reference to its segmenter."""
+    publisher, segmenter_ref = await _published(rig)
     publisher.on_end("stop", unpublished=True)
     await settle()
     return segmenter_ref
@@ -421,10 +427,7 @@ async def test_a_channel_released_to_another_node_frees_its_segments_at_once() -
     # go of the segmenter as the sweep does, not leave it to the cyclic collector.
     rig = Rig()
     with collector_off():
-        publisher = rig.publish()
-        feed(publisher, av_clip())
-        await settle()
-        segmenter_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
+        publisher, segmenter_ref = await _published(rig)
         assert rig.hub.release("cam", "publisher moved to node b")
         del publisher
         await settle()  # the drain its end scheduled has run and let go of the reader
@@ -434,11 +437,9 @@ async def test_a_channel_released_to_another_node_frees_its_segments_at_once() -
 async def test_a_stale_copy_replaced_by_another_nodes_playlist_is_freed_at_once() -> None:
     rig = Rig()
     with collector_off():
-        first = rig.publish()
-        feed(first, av_clip())
+        first, stale_ref = await _published(rig)
         first.on_end("connection closed")  # in its grace period here...
         await settle()
-        stale_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
         # ...while another node carried the playlist on.
         rig.hub.start_publish("cam", "10.0.0.9:9", resume=PlaylistResume(9, 2, 2))
         del first
