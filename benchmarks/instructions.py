@@ -27,7 +27,7 @@ _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
 def _worker(streams: int, passes: int, loops: int, ingest_only: bool) -> None:
-    from mediaserver.hub import LiveChannel
+    from mediaserver.hub import SegmenterFeed
 
     from . import pipeline
     from .chunked import ChunkedClip
@@ -35,7 +35,7 @@ def _worker(streams: int, passes: int, loops: int, ingest_only: bool) -> None:
     from .flvfile import read_flv
 
     if ingest_only:
-        LiveChannel.feed_segmenter = lambda self, item: None  # type: ignore[method-assign]
+        SegmenterFeed.handle = lambda self, item: None  # type: ignore[method-assign]
     clip = ChunkedClip.build(read_flv(ensure_clip(BENCH_CLIP)))
     setup, slices = pipeline.publisher_bytes(clip, loops, 100)
 

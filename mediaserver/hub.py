@@ -66,10 +66,58 @@ class Refusal:
         return cls("duplicate", f"channel {channel} already has a live publisher")
 
 
+class SegmenterFeed:
+    """A channel's HLS reader: what its queue hands over goes into its segmenter.
+
+    Kept apart from LiveChannel on purpose. The channel holds its reader, and the
+    reader holds these bound methods: were they the channel's own, the three would
+    form a reference cycle, and a channel the hub forgot (its segments with it)
+    would wait for a full pass of the cyclic collector, minutes apart in a busy
+    server; a churning soak grew ~3.5 MB per publish that way (issue 9). Holding
+    nothing that holds it, a channel is freed by reference counting the moment the
+    hub lets go of it, whichever way it goes.
+    """
+
+    __slots__ = ("configured", "offered_video", "segmenter")
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        # Ingest side: whether the tracks offered so far include video (what a skip
+        # resumes on).
+        self.offered_video = False
+        # Reader side: the tracks the segmenter was last configured with (restored
+        # after a skip).
+        self.configured: TracksChanged | None = None
+
+    def resumes(self, item: ReaderItem) -> bool:
+        """Where a skipping reader may pick up: a video keyframe (audio-only: any frame)."""
+        return type(item) is MediaPacket and item.keyframe and (
+            item.kind == "video" or not self.offered_video)
+
+    def handle(self, item: ReaderItem | Skipped) -> None:
+        """One queued item into the segmenter."""
+        segmenter = self.segmenter
+        if type(item) is MediaPacket:
+            segmenter.push(item)
+        elif isinstance(item, TracksChanged):
+            self.configured = item
+            segmenter.configure(item.video, item.audio)
+        elif isinstance(item, PublishEnded):
+            self.configured = None
+            segmenter.publisher_gone()
+        elif item is SKIPPED and self.configured is not None:
+            # Media is missing here: close the period at the last frame the segmenter
+            # got and start another at the resume keyframe (EXT-X-DISCONTINUITY), so
+            # no segment spans the gap.
+            segmenter.publisher_gone()
+            segmenter.configure(self.configured.video, self.configured.audio)
+
+
 @dataclass(eq=False, slots=True)
 class LiveChannel:
     name: str
     segmenter: Segmenter
+    feed: SegmenterFeed = field(init=False)
     reader: QueuedReader[ReaderItem] = field(init=False)
     publisher: Publisher | None = None
     left_at: float | None = None  # monotonic time the last publisher left
@@ -77,15 +125,11 @@ class LiveChannel:
     # Extra readers beside HLS (thumbnails): each must return at once and never raise
     # into ingest; a slow one keeps its own bounded backlog.
     taps: list[Callable[[ReaderItem], None]] = field(default_factory=list)
-    # Ingest side: whether the tracks offered so far include video (what a skip resumes on).
-    offered_video: bool = False
-    # Reader side: the tracks the segmenter was last configured with (restored after a skip).
-    configured: TracksChanged | None = None
 
     def deliver(self, item: ReaderItem) -> None:
         """The publisher's output: the HLS reader first, then every tap."""
         if type(item) is TracksChanged:
-            self.offered_video = item.video is not None
+            self.feed.offered_video = item.video is not None
         self.reader.offer(item)
         for tap in self.taps:
             try:
@@ -102,48 +146,13 @@ class LiveChannel:
             return
         for item in items:
             if type(item) is TracksChanged:
-                self.offered_video = item.video is not None
+                self.feed.offered_video = item.video is not None
         for tap in self.taps:
             for item in items:
                 try:
                     tap(item)
                 except Exception:
                     log.exception("tap failed on channel=%s", self.name)
-
-    def release(self) -> None:
-        """The hub forgot this channel: let its segmenter and segments go at once.
-
-        The reader's callables are this channel's bound methods (a reference cycle);
-        left to the garbage collector, a churning server kept megabytes of segments
-        per dropped channel for minutes and its RSS grew with every publish.
-        """
-        self.reader.close()
-        self.taps.clear()
-        self.publisher = None
-        self.configured = None
-
-    def resumes(self, item: ReaderItem) -> bool:
-        """Where a skipping reader may pick up: a video keyframe (audio-only: any frame)."""
-        return type(item) is MediaPacket and item.keyframe and (
-            item.kind == "video" or not self.offered_video)
-
-    def feed_segmenter(self, item: ReaderItem | Skipped) -> None:
-        """The HLS reader: one queued item into the segmenter."""
-        segmenter = self.segmenter
-        if type(item) is MediaPacket:
-            segmenter.push(item)
-        elif isinstance(item, TracksChanged):
-            self.configured = item
-            segmenter.configure(item.video, item.audio)
-        elif isinstance(item, PublishEnded):
-            self.configured = None
-            segmenter.publisher_gone()
-        elif item is SKIPPED and self.configured is not None:
-            # Media is missing here: close the period at the last frame the segmenter
-            # got and start another at the resume keyframe (EXT-X-DISCONTINUITY), so
-            # no segment spans the gap.
-            segmenter.publisher_gone()
-            segmenter.configure(self.configured.video, self.configured.audio)
 
 
 def _is_media(item: ReaderItem) -> bool:
@@ -240,14 +249,12 @@ class StreamHub:
         )
 
         live = LiveChannel(name, segmenter)
-        live.reader = QueuedReader(f"hls:{name}", live.feed_segmenter, skippable=_is_media,
-                                   resumes=live.resumes, totals=self.reader_skips,
+        feed = live.feed = SegmenterFeed(segmenter)
+        live.reader = QueuedReader(f"hls:{name}", feed.handle, skippable=_is_media,
+                                   resumes=feed.resumes, totals=self.reader_skips,
                                    scheduler=self._drains)
         live.taps.extend(factory(name) for factory in self.tap_factories)
-        replaced = self.channels.get(name)
         self.channels[name] = live
-        if replaced is not None:
-            replaced.release()  # an ended playlist that a new publish replaces
         return live
 
     def _segment_done(self, channel: str, info: SegmentInfo) -> None:
@@ -278,7 +285,7 @@ class StreamHub:
         live.reader.flush()
         live.segmenter.end()
         live.reader.clear()
-        live.configured = None
+        live.feed.configured = None
         if live.ended_at is None:
             live.ended_at = self._clock()
             log.info("playlist ended channel=%s (%s)", live.name, why)
@@ -394,7 +401,6 @@ class StreamHub:
                     self._end_playlist(live, "grace period over")
             elif live.ended_at is not None and now - live.ended_at >= self.settings.ended_retention:
                 del self.channels[name]
-                live.release()
                 dropped.append(name)
                 log.info("playlist dropped from memory channel=%s", name)
         if dropped:

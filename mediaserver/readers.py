@@ -52,10 +52,6 @@ class SkipCounters:
     frames: int = 0
 
 
-def _ignore(item: object) -> None:
-    """The handler of a closed reader."""
-
-
 def _always(item: object) -> bool:
     return True
 
@@ -215,14 +211,3 @@ class QueuedReader(Generic[Item]):
     def clear(self) -> None:
         """Forget everything queued (the reader's output is gone)."""
         self._queue.clear()
-
-    def close(self) -> None:
-        """Forget the queue and let go of the callables: nothing is handled any more.
-
-        The callables are usually bound methods of the reader's owner, which holds
-        the reader: a cycle that would keep the owner (a channel's segmenter and its
-        segments) alive until the next full garbage collection, minutes later.
-        """
-        self._queue.clear()
-        self._handle = _ignore
-        self._skippable = self._resumes = _always

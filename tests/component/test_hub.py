@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -369,15 +371,32 @@ async def test_an_ended_channel_holds_no_publisher_session_or_segmenter() -> Non
     assert publisher_ref() is None
 
 
-async def _ended_after_unpublish(rig: Rig) -> weakref.ref[object]:
-    """Publish a clip, stop on purpose (ENDLIST at once); a weak reference to its segmenter."""
+async def _published(rig: Rig) -> tuple[Publisher, weakref.ref[object]]:
+    """Publish a clip (handled by the segmenter); the publisher and a weak reference to
+    its channel's segmenter."""
     publisher = rig.publish()
     feed(publisher, av_clip())
     await settle()
-    segmenter_ref = weakref.ref(rig.hub.channels["cam"].segmenter)
+    return publisher, weakref.ref(rig.hub.channels["cam"].segmenter)
+
+
+async def _ended_after_unpublish(rig: Rig) -> weakref.ref[object]:
+    """Publish a clip, stop on purpose (ENDLIST at once); a weak reference to its segmenter."""
+    publisher, segmenter_ref = await _published(rig)
     publisher.on_end("stop", unpublished=True)
     await settle()
     return segmenter_ref
+
+
+@contextmanager
+def collector_off() -> Iterator[None]:
+    """Inside, only reference counting frees anything: what waits in a reference
+    cycle for the cyclic collector stays alive, as it would for minutes in a busy server."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def test_a_dropped_channel_frees_its_segments_without_waiting_for_the_collector(
@@ -385,28 +404,46 @@ async def test_a_dropped_channel_frees_its_segments_without_waiting_for_the_coll
     # Reference counting alone must free a forgotten channel: a reference cycle left
     # for the cyclic collector kept each churned channel's segments for minutes.
     rig = Rig()
-    gc.disable()
-    try:
+    with collector_off():
         segmenter_ref = await _ended_after_unpublish(rig)
         assert segmenter_ref() is not None  # still served within the ended retention
         rig.clock.now += RETENTION
         rig.hub.sweep()
         assert rig.hub.channels == {}
         assert segmenter_ref() is None
-    finally:
-        gc.enable()
 
 
 async def test_a_republish_frees_the_ended_playlist_it_replaces_at_once() -> None:
     rig = Rig()
-    gc.disable()
-    try:
+    with collector_off():
         segmenter_ref = await _ended_after_unpublish(rig)
         rig.publish()  # a new playlist for the same channel, before the retention ran out
         assert rig.hub.channels["cam"].segmenter is not segmenter_ref()
         assert segmenter_ref() is None
-    finally:
-        gc.enable()
+
+
+async def test_a_channel_released_to_another_node_frees_its_segments_at_once() -> None:
+    # The cluster's hand-over drops the channel here without an ENDLIST: it must let
+    # go of the segmenter as the sweep does, not leave it to the cyclic collector.
+    rig = Rig()
+    with collector_off():
+        publisher, segmenter_ref = await _published(rig)
+        assert rig.hub.release("cam", "publisher moved to node b")
+        del publisher
+        await settle()  # the drain its end scheduled has run and let go of the reader
+        assert segmenter_ref() is None
+
+
+async def test_a_stale_copy_replaced_by_another_nodes_playlist_is_freed_at_once() -> None:
+    rig = Rig()
+    with collector_off():
+        first, stale_ref = await _published(rig)
+        first.on_end("connection closed")  # in its grace period here...
+        await settle()
+        # ...while another node carried the playlist on.
+        rig.hub.start_publish("cam", "10.0.0.9:9", resume=PlaylistResume(9, 2, 2))
+        del first
+        assert stale_ref() is None
 
 
 async def test_a_taken_over_publisher_holds_nothing_of_the_channel() -> None:
@@ -428,7 +465,7 @@ async def test_the_queue_is_empty_once_the_playlist_ended() -> None:
     assert channel.reader.backlog > 0
     publisher.on_end("stop", unpublished=True)
     assert channel.reader.backlog == 0
-    assert channel.configured is None
+    assert channel.feed.configured is None
 
 
 def test_publish_ended_keeps_its_name() -> None:
