@@ -112,6 +112,7 @@ class MediaServer:
                 grace_period=config.grace_period,
                 duplicate_publish=config.duplicate_publish,
                 max_stream_memory=config.max_stream_memory,
+                part_duration=config.part_duration if config.ll_hls == "on" else None,
             )
         )
         self.thumbnails = Thumbnailer(exists=lambda name: name in self.hub.channels)
@@ -161,6 +162,7 @@ class MediaServer:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config
+        self.hub.settings.check()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = open_store(config.store, config.data_dir)
         stack.push_async_callback(self._close_store, self.store)
