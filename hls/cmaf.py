@@ -6,9 +6,11 @@ every frame it muxed to `add`. This module cuts the open segment into parts:
 
 - A part ends before a frame of the lead track (video; audio while the segment
   holds no video) when that frame would make it longer than the part target,
-  i.e. when (dts - part start) + one frame > PART-TARGET. At 30 fps and the
-  default 0.333 s target that is 9 frames (0.300 s); RFC 8216bis 4.4.4.9 asks
-  at least 85 % of the target of every part but a segment's last.
+  i.e. when (dts - part start) + one frame > PART-TARGET, the frame rounded up
+  and a millisecond added: FLV stamps are rounded to the millisecond, so frames
+  33.3 ms apart come 33 or 34 ms apart. At 30 fps and the default 0.333 s target
+  that is 9 frames (0.300 s); RFC 8216bis 4.4.4.9 asks at least 85 % of the
+  target of every part but a segment's last.
 - A part's duration is the next part's start minus its own; the segment's last
   part ends where the segment does. A gap in the feed can make a part longer
   than the target: it is listed as the target (counted in `parts_clamped`),
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 
 from .fmp4 import FragmentWriter
@@ -41,6 +44,9 @@ INIT_SUFFIX = ".mp4"
 # Digest bytes in an init section's name: collisions between the few configs of one
 # channel are out of reach, and the name stays short.
 INIT_DIGEST_BYTES = 6
+# Millisecond rounding of FLV timestamps: the next frame may come this much later
+# than the frame duration says.
+TIMESTAMP_JITTER_MS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +149,8 @@ class CmafRendition:
         writer = self._writer
         assert writer is not None and self._part_start is not None
         finished = None
-        if (lead and self._lead_in_part
-                and dts - self._part_start + frame_ms > self.part_target_ms):
+        frame = math.ceil(frame_ms) + TIMESTAMP_JITTER_MS
+        if lead and self._lead_in_part and dts - self._part_start + frame > self.part_target_ms:
             finished = self._close_part(dts, {kind: dts})
             self._part_start = dts
         if lead:

@@ -270,3 +270,25 @@ def test_part_numbers_are_not_reused_across_periods(hls_av: Media) -> None:
     uris = [p.uri for e in segmenter.playlist.segments for p in e.parts]
     assert len(uris) == len(set(uris))
     assert isinstance(segmenter.playlist.segments[0].parts[0], PartialSegment)
+
+
+def test_millisecond_jitter_never_makes_a_part_too_long(hls_av: Media) -> None:
+    # 24 fps: frames 41.67 ms apart, stamped 42, 42, 41 (in some phase), and 8 frames
+    # are 0.3333 s, a hair over the target: the part must be cut a frame earlier, not
+    # come out 0.334 s (listed clamped). Same for 30 fps's 33, 34, 33.
+    for pattern in ((42, 42, 41), (41, 42, 42), (42, 41, 42), (33, 34, 33), (33, 33, 34)):
+        video = [p for p in hls_av.packets if p.kind == "video"]
+        stamps = [0]
+        for index in range(1, len(video)):
+            stamps.append(stamps[-1] + pattern[index % 3])
+        moved = {id(p): stamp for p, stamp in zip(video, stamps, strict=True)}
+        packets = tuple(replace(p, dts=moved[id(p)], pts=moved[id(p)] + p.pts - p.dts)
+                        if id(p) in moved else p for p in hls_av.packets)
+        ordered = tuple(sorted(packets, key=lambda p: p.dts))
+        segmenter = ll_segmenter()
+        feed(segmenter, Media(hls_av.video, hls_av.audio, ordered))
+        segmenter.end()
+        assert segmenter.parts_clamped == 0, pattern
+        for entry in segmenter.playlist.segments:
+            assert all(MIN_PART_SHARE * PART_TARGET <= part.duration <= PART_TARGET
+                       for part in entry.parts[:-1]), (pattern, entry.parts)
