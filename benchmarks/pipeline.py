@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mediaserver.hub import StreamHub
+from mediaserver.hub import HubSettings, StreamHub
 from rtmp import amf0
 from rtmp.chunk import SET_CHUNK_SIZE, ChunkWriter
 from rtmp.events import PublishRequested
@@ -126,9 +126,9 @@ def _feed(session: RtmpSession, server: RtmpServer, data: bytes) -> None:
         session.buffer_updated(len(piece))
 
 
-async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes]
-                    ) -> tuple[float, int]:
-    hub = StreamHub()
+async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes],
+                    settings: HubSettings) -> tuple[float, int]:
+    hub = StreamHub(settings)
     server = RtmpServer(_HubPolicy(hub), read_interval=0)
     sessions = []
     for _ in range(streams):
@@ -156,12 +156,18 @@ async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[
 
 
 async def measure(clip: ChunkedClip, streams: int = 100, passes: int = 5, loops: int = 2,
-                  read_ms: int = 100) -> PipelineResult:
+                  read_ms: int = 100, ll_hls: tuple[bool, ...] = (True,)
+                  ) -> dict[bool, PipelineResult]:
+    """One result per LL-HLS setting in `ll_hls` (the server's default: on); with both,
+    passes alternate so that each sees the same background."""
     setup, slices = publisher_bytes(clip, loops, read_ms)
     media_seconds = loops * clip.loop_seconds
-    figures = []
-    segments = 0
+    figures: dict[bool, list[float]] = {on: [] for on in ll_hls}
+    segments: dict[bool, int] = {}
     for _ in range(passes):
-        spent, segments = await _one_pass(clip, streams, setup, slices)
-        figures.append(spent * 1000 / (streams * media_seconds))
-    return PipelineResult(streams, media_seconds, figures, segments / streams)
+        for on in ll_hls:
+            settings = HubSettings() if on else HubSettings(part_duration=None)
+            spent, segments[on] = await _one_pass(clip, streams, setup, slices, settings)
+            figures[on].append(spent * 1000 / (streams * media_seconds))
+    return {on: PipelineResult(streams, media_seconds, figures[on], segments[on] / streams)
+            for on in ll_hls}

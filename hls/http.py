@@ -205,28 +205,32 @@ class _Handlers:
             return self._done(request, "ll_playlist", _not_found(_LL_OFF))
         if not segmenter.playlist_ready:
             return self._done(request, "ll_playlist", _not_found(_NOT_READY))
-        response = await self._blocking_reload(segmenter, channel, directives)
-        if response is None:
-            delta = directives.skip
-            text = segmenter.render_ll_playlist(delta)
-            version = self._version(segmenter, "ll-delta" if delta else "ll", text)
-            response = _conditional(request, version)
+        refused, woken_at = await self._blocking_reload(segmenter, channel, directives)
+        if refused is not None:
+            return self._done(request, "ll_playlist", refused)
+        delta = directives.skip
+        text = segmenter.render_ll_playlist(delta)
+        version = self._version(segmenter, "ll-delta" if delta else "ll", text)
+        response = _conditional(request, version)
+        self.signals.answered(woken_at)
         return self._done(request, "ll_playlist", response)
 
     async def _blocking_reload(self, segmenter: Segmenter, channel: str,
-                               directives: Directives) -> web.Response | None:
-        """None once the playlist holds what the request waits for; else the error."""
+                               directives: Directives
+                               ) -> tuple[web.Response | None, float | None]:
+        """(None, when the change that answered it came, if it had to wait) once the
+        playlist holds what the request waits for; else (the error, None)."""
         playlist = segmenter.playlist
         reason = too_far(playlist, directives)
         if reason is not None:
-            return self._bad_request(channel, reason)
-        if satisfied(playlist, directives):
-            return None
+            return self._bad_request(channel, reason), None
         timeout = BLOCKING_TARGETS * playlist.target_duration
         signal = self.signals.of(segmenter)
-        if await signal.wait_until(lambda: satisfied(playlist, directives), timeout):
-            return None
-        return _unavailable(f"no such part within {timeout} s: the stream may have stalled")
+        held, woken_at = await signal.wait_until(lambda: satisfied(playlist, directives),
+                                                 timeout)
+        if held:
+            return None, woken_at
+        return _unavailable(f"no such part within {timeout} s: the stream may have stalled"), None
 
     def _version(self, segmenter: Segmenter, form: str, text: str) -> _PlaylistVersion:
         forms = self._playlists.get(segmenter)
@@ -269,19 +273,23 @@ class _Handlers:
             return self._done(request, "segment", response)
         name = stem + request.path[request.path.rfind("."):]
         data = segmenter.segment(name)
+        woken_at = None
         if data is None and name == segmenter.preload_hint:
             timeout = BLOCKING_TARGETS * segmenter.playlist.target_duration
             signal = self.signals.of(segmenter)
             # Done once the part exists, or is no longer the one hinted (the stream ended).
-            if not await signal.wait_until(
-                    lambda: segmenter.preload_hint != name or segmenter.segment(name) is not None,
-                    timeout):
+            held, woken_at = await signal.wait_until(
+                lambda: segmenter.preload_hint != name or segmenter.segment(name) is not None,
+                timeout)
+            if not held:
                 return self._done(request, "segment", _unavailable(
                     f"the hinted part did not come within {timeout} s"))
             data = segmenter.segment(name)
         if data is None:
             return self._done(request, "segment", _not_found("segment expired or unknown"))
-        return self._done(request, "segment", self._media(request, data, FMP4_TYPE))
+        response = self._media(request, data, FMP4_TYPE)
+        self.signals.answered(woken_at)
+        return self._done(request, "segment", response)
 
     def _media(self, request: web.Request, data: bytes | bytearray | memoryview,
                content_type: str) -> web.Response:

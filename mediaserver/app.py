@@ -28,7 +28,7 @@ from control_api.redis_store import RedisStore
 from control_api.store import ChannelStore, StoreError, open_store
 from control_api.urls import PublicUrls
 from control_api.webhooks import WebhookSender
-from hls.http import add_hls_routes
+from hls.http import HLS_SIGNALS, add_hls_routes
 from rtmp.server import RtmpServer
 
 from .cluster import Cluster, ClusterSettings
@@ -39,6 +39,7 @@ from .fdlimit import plan_caps, raise_fd_limit
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
+from .ll_metrics import blocked_request_families
 from .local_live import HubLive
 from .memory import release_free_memory
 from .metrics import ServerMetrics
@@ -260,6 +261,8 @@ class MediaServer:
         traffic = self.metrics.traffic
         app = web.Application(client_max_size=64 * 1024)
         add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request, remote=self.edge)
+        signals = app[HLS_SIGNALS]
+        self.metrics.sources.append(lambda: blocked_request_families(signals))
         self.thumbnails.add_routes(app)
         self.metrics.add_routes(app)
         Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)

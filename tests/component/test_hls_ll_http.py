@@ -156,6 +156,7 @@ async def test_msn_alone_waits_for_the_whole_segment(client: TestClient, live: F
 async def test_an_answerable_request_does_not_wait(client: TestClient, live: Feeder) -> None:
     response = await client.get("/live/cam/ll.m3u8?_HLS_msn=0&_HLS_part=2")
     assert response.status == 200 and waiting(client) == 0
+    assert client.app[HLS_SIGNALS].wakeups.count == 0  # nothing woke it
 
 
 async def test_hundreds_of_waiters_are_woken_by_one_part(client: TestClient,
@@ -175,6 +176,9 @@ async def test_hundreds_of_waiters_are_woken_by_one_part(client: TestClient,
         for response in responses:
             response.release()
     assert waiting(client) == 0
+    wakeups = client.app[HLS_SIGNALS].wakeups
+    assert wakeups.count == viewers  # each woken answer's delay after the part is kept
+    assert 0 < wakeups.sum < viewers * STEP_TIMEOUT
 
 
 async def test_blocking_reload_gives_up_with_503_after_three_target_durations(

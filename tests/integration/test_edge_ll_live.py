@@ -10,9 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from benchmarks.llm3u8 import parse_ll_playlist
 from tests.integration.test_edge_live import CHANNEL, edge_node, origin_requests, registry_of
 from tests.live import http_url, publishing, rtmp_url, running_server, wait_for
-from tests.ll_client import LlFollower, parse_ll
+from tests.ll_client import LlFollower
 
 pytestmark = pytest.mark.integration
 
@@ -66,4 +67,4 @@ async def test_edge_followers_get_every_part_and_the_origin_sees_each_request_on
 
 async def _has_segment(session: aiohttp.ClientSession, url: str) -> bool:
     async with session.get(url) as response:
-        return response.status == 200 and bool(parse_ll(await response.text()).segments)
+        return response.status == 200 and bool(parse_ll_playlist(await response.text()).segments)

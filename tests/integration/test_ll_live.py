@@ -10,8 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from benchmarks.llm3u8 import parse_ll_playlist
 from tests.live import http_url, publishing, rtmp_url, running_server, wait_for
-from tests.ll_client import LlFollower, parse_ll
+from tests.ll_client import LlFollower
 from tests.m3u8 import parse_playlist
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,14 @@ async def test_a_player_follows_parts_as_they_land_and_ffprobe_decodes_them(
                 waits.append(time.monotonic() - asked)
             _, ts_text = await follower.get("index.m3u8")
             status, init = await follower.get(playlist.maps[-1])
+            async with session.get(http_url(server, "/metrics")) as response:
+                metrics = await response.text()
         assert status == 200
+        # Every blocked request the follower made was woken by a part: /metrics counts them.
+        woken = next(float(line.split()[-1]) for line in metrics.splitlines()
+                     if line.startswith("mediaserver_hls_blocked_wakeup_seconds_count"))
+        assert woken >= FOLLOW_STEPS
+        assert "mediaserver_hls_blocked_requests 0.0" in metrics
     # Each step waited for a new part (about 0.3 s), none for the 3-target-duration limit.
     assert sorted(waits)[len(waits) // 2] > 0.1 and max(waits) < 6
     assert set(follower.statuses) == {200}
@@ -71,7 +79,7 @@ async def test_a_player_follows_parts_as_they_land_and_ffprobe_decodes_them(
 
 async def _ready(session: aiohttp.ClientSession, base: str) -> bool:
     async with session.get(f"{base}/ll.m3u8") as response:
-        return response.status == 200 and bool(parse_ll(await response.text()).segments)
+        return response.status == 200 and bool(parse_ll_playlist(await response.text()).segments)
 
 
 async def test_ll_hls_off_leaves_index_m3u8_alone(tmp_path: Path, clip: Path) -> None:

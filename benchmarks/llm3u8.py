@@ -1,0 +1,89 @@
+"""Just enough of an LL-HLS media playlist parser for player-like clients (load and tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    uri: str
+    duration: float
+    independent: bool
+
+
+@dataclass(slots=True)
+class LlPlaylist:
+    media_sequence: int = 0
+    skipped: int = 0
+    maps: list[str] = field(default_factory=list)
+    segments: list[tuple[int, str, list[Part]]] = field(default_factory=list)  # msn, uri, parts
+    open_parts: list[Part] = field(default_factory=list)
+    hint: str | None = None
+    ended: bool = False
+    part_hold_back: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)  # single-valued header tags
+
+    @property
+    def open_msn(self) -> int:
+        """Media sequence number of the segment being written (the next to be listed)."""
+        return self.media_sequence + self.skipped + len(self.segments)
+
+    def next_wanted(self) -> tuple[int, int]:
+        """(_HLS_msn, _HLS_part) of the part after the newest listed."""
+        return self.open_msn, len(self.open_parts)
+
+    def all_parts(self) -> list[Part]:
+        return [part for _, _, parts in self.segments for part in parts] + self.open_parts
+
+    def part_at(self, msn: int, index: int) -> Part | None:
+        """Part `index` of segment `msn`; past a segment's last part, the next one's first
+        (RFC 8216bis 6.2.5.2)."""
+        for number, _, parts in self.segments:
+            if number == msn:
+                return parts[index] if index < len(parts) else self.part_at(msn + 1, 0)
+        if msn == self.open_msn and index < len(self.open_parts):
+            return self.open_parts[index]
+        return None
+
+
+def attributes(value: str) -> dict[str, str]:
+    out = {}
+    for item in value.split(","):
+        name, _, raw = item.partition("=")
+        out[name] = raw.strip('"')
+    return out
+
+
+def parse_ll_playlist(text: str) -> LlPlaylist:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise ValueError(f"not a playlist: {text[:80]!r}")
+    playlist = LlPlaylist()
+    parts: list[Part] = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name == "#EXT-X-PART":
+            attrs = attributes(value)
+            parts.append(Part(attrs["URI"], float(attrs["DURATION"]),
+                              attrs.get("INDEPENDENT") == "YES"))
+        elif name == "#EXT-X-MAP":
+            playlist.maps.append(attributes(value)["URI"])
+        elif name == "#EXT-X-PRELOAD-HINT":
+            playlist.hint = attributes(value)["URI"]
+        elif name == "#EXT-X-SKIP":
+            playlist.skipped = int(attributes(value)["SKIPPED-SEGMENTS"])
+        elif name == "#EXT-X-SERVER-CONTROL":
+            playlist.part_hold_back = float(attributes(value).get("PART-HOLD-BACK", 0))
+            playlist.tags[name[1:]] = value
+        elif line == "#EXT-X-ENDLIST":
+            playlist.ended = True
+        elif name == "#EXT-X-MEDIA-SEQUENCE":
+            playlist.media_sequence = int(value)
+        elif name.startswith("#EXT-X-") and value and name != "#EXT-X-PROGRAM-DATE-TIME":
+            playlist.tags[name[1:]] = value
+        elif not line.startswith("#"):
+            playlist.segments.append((playlist.open_msn, line, parts))
+            parts = []
+    playlist.open_parts = parts
+    return playlist
