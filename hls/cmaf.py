@@ -23,7 +23,7 @@ segments (``part{N}``), so the preload hint names the next part before anyone
 knows which segment it will belong to (RFC 8216bis 4.4.5.3 allows that); an
 init section is named by a digest of its bytes, so the same tracks after a
 republish keep one init and caches stay right. When a segment closes its parts
-are joined into the parent segment once; the parts become views of it.
+make the parent segment, served as their buffers back to back (hls.chunks).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from .chunks import Chunks
 from .fmp4 import FragmentWriter
 from .media import TrackConfig, TrackKind
 from .playlist import PartialSegment
@@ -51,13 +52,13 @@ TIMESTAMP_JITTER_MS = 1
 
 @dataclass(frozen=True, slots=True)
 class FinishedSegment:
-    """A closed segment's fMP4 form: the parent bytes, and each part as a view of them."""
+    """A closed segment's fMP4 form: the parent (its parts back to back) and each part."""
 
     uri: str
     map_uri: str
-    data: bytes
+    data: Chunks
     parts: tuple[PartialSegment, ...]
-    part_data: dict[str, memoryview]
+    part_data: dict[str, bytes]
 
 
 def init_name(init: bytes) -> str:
@@ -127,9 +128,10 @@ class CmafRendition:
 
     @property
     def bytes_held(self) -> int:
-        """The open segment's parts and the samples of the part being built."""
-        pending = self._writer.pending_bytes if self._writer is not None else 0
-        return self._open_bytes + pending
+        """The open segment's parts and the samples of the part being built (per frame:
+        two additions)."""
+        writer = self._writer
+        return self._open_bytes + (writer.pending_bytes if writer is not None else 0)
 
     def begin(self, first_dts: float) -> None:
         """Open a segment at `first_dts` (ms): its first part starts there."""
@@ -171,15 +173,10 @@ class CmafRendition:
         self._part_start = None
         if not parts:
             return None
-        data = b"".join(chunk for _, chunk in parts)
-        view = memoryview(data)
-        part_data: dict[str, memoryview] = {}
-        offset = 0
-        for part, chunk in parts:
-            part_data[part.uri] = view[offset:offset + len(chunk)]
-            offset += len(chunk)
-        return FinishedSegment(self.segment_uri(sequence), self.init_uri, data,
-                               tuple(part for part, _ in parts), part_data)
+        return FinishedSegment(self.segment_uri(sequence), self.init_uri,
+                               Chunks(chunk for _, chunk in parts),
+                               tuple(part for part, _ in parts),
+                               {part.uri: chunk for part, chunk in parts})
 
     def _close_part(self, end_dts: float, next_dts: dict[str, float] | None) -> PartialSegment:
         writer = self._writer

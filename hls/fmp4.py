@@ -64,37 +64,49 @@ class Fmp4Error(ValueError):
 
 
 class _Track:
-    """One track's sample entry, timescale and the samples of the fragment being built."""
+    """One track's timescale and the samples of the fragment being built.
 
-    __slots__ = ("dts", "extra", "frame_ticks", "is_video", "last_duration", "next_tick",
-                 "offsets", "payloads", "sizes", "sync", "timescale", "track_id")
+    A frame costs one tuple append here (it is on every stream's hot path); the
+    conversion to ticks, the AAC clock and the durations are done once per fragment.
+    """
+
+    __slots__ = ("frame_ticks", "is_video", "last_dts", "last_duration", "next_tick",
+                 "payload_bytes", "samples", "scale", "snap", "track_id")
 
     def __init__(self, track_id: int, timescale: int, is_video: bool, frame_ticks: int) -> None:
         self.track_id = track_id
-        self.timescale = timescale
+        self.scale = timescale / 1000  # ticks per millisecond
         self.is_video = is_video
         # Nominal sample duration (ticks): the last sample's duration when the next
         # sample is not known yet, and the audio clock's step.
         self.frame_ticks = frame_ticks
+        self.snap = AUDIO_SNAP_MS * self.scale
         self.last_duration = frame_ticks
         self.next_tick: int | None = None  # audio: where the previous frame ended
-        self.dts: list[int] = []
-        self.offsets: list[int] = []  # composition offsets (video)
-        self.sync: list[bool] = []
-        self.sizes: list[int] = []
-        self.payloads: list[bytes | memoryview] = []
-        self.extra = 0  # bytes of payload held
+        self.last_dts: int | None = None  # video: the previous sample's decode time
+        self.samples: list[tuple[float, float, bool, bytes | memoryview]] = []
+        self.payload_bytes = 0
 
-    def ticks(self, ms: float) -> int:
-        return round(ms * self.timescale / 1000)
-
-    def clear(self) -> None:
-        self.dts = []
-        self.offsets = []
-        self.sync = []
-        self.sizes = []
-        self.payloads = []
-        self.extra = 0
+    def decode_times(self) -> list[int]:
+        """The samples' decode times in ticks: video strictly increasing; audio on the
+        AAC frame clock while the millisecond stamps agree with it (see AUDIO_SNAP_MS)."""
+        scale = self.scale
+        ticks = [round(dts * scale) for dts, _, _, _ in self.samples]
+        if self.is_video:
+            last = self.last_dts
+            for index, tick in enumerate(ticks):
+                if last is not None and tick <= last:
+                    ticks[index] = tick = last + 1
+                last = tick
+            self.last_dts = last
+            return ticks
+        expected, snap, step = self.next_tick, self.snap, self.frame_ticks
+        for index, tick in enumerate(ticks):
+            if expected is not None and abs(tick - expected) <= snap:
+                ticks[index] = tick = expected
+            expected = tick + step
+        self.next_tick = expected
+        return ticks
 
 
 class FragmentWriter:
@@ -106,7 +118,7 @@ class FragmentWriter:
     knows it (the frame that made it cut), else the previous duration.
     """
 
-    __slots__ = ("_sequence", "_tracks", "init")
+    __slots__ = ("_sequence", "_tracks", "init", "pending_bytes")
 
     def __init__(self, video: TrackConfig | None, audio: TrackConfig | None) -> None:
         if video is None and audio is None:
@@ -141,39 +153,24 @@ class FragmentWriter:
         )
         self.init = ftyp + box(b"moov", mvhd, *traks, box(b"mvex", *trexs))
         self._sequence = 0
+        self.pending_bytes = 0  # payload added since the last fragment (read per frame)
 
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(self._tracks)
 
     @property
-    def pending_bytes(self) -> int:
-        return sum(track.extra for track in self._tracks.values())
-
-    @property
     def pending(self) -> bool:
-        return any(track.sizes for track in self._tracks.values())
+        return any(track.samples for track in self._tracks.values())
 
     def add(self, kind: str, dts: float, pts: float, keyframe: bool,
             data: bytes | memoryview) -> None:
         """Remember one frame (output milliseconds, pts >= dts) for the next fragment."""
         track = self._tracks[kind]
-        tick = track.ticks(dts)
-        if not track.is_video:
-            expected = track.next_tick
-            snap = AUDIO_SNAP_MS * track.timescale / 1000
-            if expected is not None and abs(tick - expected) <= snap:
-                tick = expected
-            track.next_tick = tick + track.frame_ticks
-        elif track.dts:
-            # Strictly increasing decode times (the segmenter already guarantees it in ms).
-            tick = max(tick, track.dts[-1] + 1)
-        track.dts.append(tick)
-        track.offsets.append(track.ticks(pts) - tick if track.is_video else 0)
-        track.sync.append(keyframe)
-        track.sizes.append(len(data))
-        track.payloads.append(data)
-        track.extra += len(data)
+        track.samples.append((dts, pts, keyframe, data))
+        size = len(data)
+        track.payload_bytes += size
+        self.pending_bytes += size
 
     def fragment(self, next_dts: dict[str, float] | None = None) -> bytes | None:
         """One moof + mdat of everything added since the last fragment (None if nothing).
@@ -181,11 +178,11 @@ class FragmentWriter:
         `next_dts` maps a track kind to the decode time (ms) of its next sample,
         which ends the last sample of that track here.
         """
-        tracks = [track for track in self._tracks.values() if track.sizes]
+        tracks = [track for track in self._tracks.values() if track.samples]
         if not tracks:
             return None
         self._sequence += 1
-        ends = {self._tracks[k].track_id: self._tracks[k].ticks(ms)
+        ends = {self._tracks[k].track_id: round(ms * self._tracks[k].scale)
                 for k, ms in (next_dts or {}).items() if k in self._tracks}
         # The moof's size depends only on sample counts; data offsets need it first.
         moof_size = 8 + 16 + sum(_traf_size(track) for track in tracks)
@@ -194,16 +191,18 @@ class FragmentWriter:
         payloads: list[bytes | memoryview] = []
         for track in tracks:
             trafs.append(self._traf(track, offset, ends.get(track.track_id)))
-            offset += track.extra
-            payloads.extend(track.payloads)
-            track.clear()
+            offset += track.payload_bytes
+            payloads.extend(sample[3] for sample in track.samples)
+            track.samples = []
+            track.payload_bytes = 0
+        self.pending_bytes = 0
         mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", self._sequence))
         moof = box(b"moof", mfhd, *trafs)
         mdat_header = struct.pack(">I4s", 8 + offset - moof_size - 8, b"mdat")
         return b"".join((moof, mdat_header, *payloads))
 
     def _traf(self, track: _Track, data_offset: int, end: int | None) -> bytes:
-        dts = track.dts
+        dts = track.decode_times()
         count = len(dts)
         durations = [b - a for a, b in itertools.pairwise(dts)]
         if end is not None and end > dts[-1]:
@@ -211,19 +210,24 @@ class FragmentWriter:
         elif durations:
             track.last_duration = durations[-1]
         durations.append(track.last_duration)
+        samples = track.samples
         if track.is_video:
             tfhd = full_box(b"tfhd", 0, _TFHD_BASE_IS_MOOF, struct.pack(">I", track.track_id))
+            scale = track.scale
             flat: list[int] = []
-            for duration, size, sync, offset in zip(durations, track.sizes, track.sync,
-                                                     track.offsets, strict=True):
-                flat += (duration, size, SYNC_SAMPLE_FLAGS if sync else NON_SYNC_SAMPLE_FLAGS,
-                         offset)
+            for duration, tick, (_, pts, sync, data) in zip(durations, dts, samples,
+                                                             strict=True):
+                flat += (duration, len(data),
+                         SYNC_SAMPLE_FLAGS if sync else NON_SYNC_SAMPLE_FLAGS,
+                         max(round(pts * scale) - tick, 0))
             trun = full_box(b"trun", 0, _TRUN_VIDEO, struct.pack(">Ii", count, data_offset),
                             struct.pack(f">{4 * count}I", *flat))
         else:
             tfhd = full_box(b"tfhd", 0, _TFHD_BASE_IS_MOOF | _TFHD_DEFAULT_FLAGS,
                             struct.pack(">II", track.track_id, SYNC_SAMPLE_FLAGS))
-            flat = [value for pair in zip(durations, track.sizes, strict=True) for value in pair]
+            flat = []
+            for duration, sample in zip(durations, samples, strict=True):
+                flat += (duration, len(sample[3]))
             trun = full_box(b"trun", 0, _TRUN_AUDIO, struct.pack(">Ii", count, data_offset),
                             struct.pack(f">{2 * count}I", *flat))
         tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", dts[0]))
@@ -231,7 +235,7 @@ class FragmentWriter:
 
 
 def _traf_size(track: _Track) -> int:
-    count = len(track.sizes)
+    count = len(track.samples)
     tfhd = 16 if track.is_video else 20
     tfdt = 20
     trun = 20 + count * (16 if track.is_video else 8)

@@ -35,8 +35,10 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import payload, web
+from aiohttp.abc import AbstractStreamWriter
 
+from .chunks import Chunks
 from .directives import DirectiveError, Directives, parse_directives, satisfied, too_far
 from .names import CHANNEL_NAME
 from .remote import (
@@ -51,6 +53,7 @@ from .remote import (
     RemoteSource,
 )
 from .segmenter import Segmenter
+from .store import Data
 from .waiters import Signals
 
 log = logging.getLogger("hls.http")
@@ -291,8 +294,7 @@ class _Handlers:
         self.signals.answered(woken_at)
         return self._done(request, "segment", response)
 
-    def _media(self, request: web.Request, data: bytes | bytearray | memoryview,
-               content_type: str) -> web.Response:
+    def _media(self, request: web.Request, data: Data, content_type: str) -> web.Response:
         headers = {
             "Content-Type": content_type,
             "Cache-Control": self._segment_cache,
@@ -452,20 +454,39 @@ def _not_found(text: str) -> web.Response:
     return web.Response(status=404, text=text + "\n", headers=headers)
 
 
-def _ranged(range_header: str | None, data: bytes | bytearray | memoryview,
-            headers: dict[str, str]) -> web.Response:
+def _ranged(range_header: str | None, data: Data, headers: dict[str, str]) -> web.Response:
     """Honour one ``bytes=`` range (players probe with them); anything fancier gets it all."""
     if range_header is None:
-        return web.Response(body=data, headers=headers)
+        return web.Response(body=_body(data), headers=headers)
     span = _parse_range(range_header, len(data))
     if span is None:
-        return web.Response(body=data, headers=headers)
+        return web.Response(body=_body(data), headers=headers)
     start, end = span
     if start >= len(data):
         headers = headers | {"Content-Range": f"bytes */{len(data)}"}
         return web.Response(status=416, headers=headers)
     headers = headers | {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
-    return web.Response(status=206, body=data[start : end + 1], headers=headers)
+    part = data.slice(start, end + 1) if isinstance(data, Chunks) else data[start : end + 1]
+    return web.Response(status=206, body=_body(part), headers=headers)
+
+
+def _body(data: Data) -> bytes | bytearray | memoryview | _ChunksPayload:
+    return _ChunksPayload(data) if isinstance(data, Chunks) else data
+
+
+class _ChunksPayload(payload.Payload):
+    """A Chunks resource written buffer by buffer (no join); its size is known ahead."""
+
+    def __init__(self, value: Chunks) -> None:
+        super().__init__(value, content_type=None)
+        self._size = value.size
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for part in self._value:
+            await writer.write(part)
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:

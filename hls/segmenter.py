@@ -741,7 +741,7 @@ class Segmenter:
                 entry = replace(entry, parts=cmaf.parts, ll_uri=cmaf.uri, map_uri=cmaf.map_uri)
                 resources[cmaf.uri] = cmaf.data
                 resources.update(cmaf.part_data)
-                size += len(cmaf.data)
+                size += len(cmaf.data)  # the parts: the parent is made of them
                 init = (cmaf.map_uri, self._cmaf.init)
         self._store.add(segment.name, resources, size, init)
         now = self._clock()

@@ -1,8 +1,8 @@
 """What viewers can fetch of one channel's finished segments, by name, and what it weighs.
 
 Each finished segment is held as one entry with every resource made from it: its
-TS bytes, and with LL-HLS its fMP4 bytes and its parts (views of those, so they
-weigh nothing more). An entry is listed while the segment is in the playlist,
+TS bytes, and with LL-HLS its parts and its fMP4 form (the parts back to back,
+so it weighs nothing more). An entry is listed while the segment is in the playlist,
 then expired: still fetchable until a deadline (RFC 8216 6.2.2: its duration
 plus the longest playlist it appeared in; parts stay as long, which covers
 RFC 8216bis 6.2.2's three target durations after their EXT-X-PART tags go).
@@ -14,14 +14,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-Data = bytes | bytearray | memoryview
+from .chunks import Chunks
+
+Data = bytes | bytearray | memoryview | Chunks
 
 
 @dataclass(slots=True)
 class _Held:
     key: str
     resources: dict[str, Data]
-    size: int  # bytes this entry owns (views of its own buffers do not count)
+    size: int  # bytes this entry owns (resources that share buffers count once)
     init: str | None
     longest_playlist: float = 0.0  # seconds: the longest playlist it appeared in
     deadline: float = math.inf  # clock time it stops being served, once expired
@@ -31,19 +33,18 @@ class _Held:
 class SegmentStore:
     """Listed and expired segments by key (the TS name), every resource by its name."""
 
-    __slots__ = ("_by_name", "_expired", "_inits", "_listed", "bytes_expired", "bytes_listed")
+    __slots__ = ("_by_name", "_expired", "_inits", "_listed", "bytes_expired", "bytes_inits",
+                 "bytes_listed")
 
     def __init__(self) -> None:
         self._listed: dict[str, _Held] = {}
         self._expired: dict[str, _Held] = {}  # insertion order: oldest first
         self._by_name: dict[str, _Held] = {}
         self._inits: dict[str, list[bytes | int]] = {}  # name -> [bytes, segments needing it]
+        # Kept as running totals: the segmenter checks the memory cap on every frame.
         self.bytes_listed = 0
         self.bytes_expired = 0
-
-    @property
-    def bytes_inits(self) -> int:
-        return sum(len(entry[0]) for entry in self._inits.values())  # type: ignore[arg-type]
+        self.bytes_inits = 0
 
     def add(self, key: str, resources: dict[str, Data], size: int,
             init: tuple[str, bytes] | None = None) -> None:
@@ -55,7 +56,10 @@ class SegmentStore:
             self._by_name[name] = held
             held.names.append(name)
         if init is not None:
-            entry = self._inits.setdefault(init[0], [init[1], 0])
+            entry = self._inits.get(init[0])
+            if entry is None:
+                entry = self._inits[init[0]] = [init[1], 0]
+                self.bytes_inits += len(init[1])
             entry[1] += 1  # type: ignore[operator]
 
     def get(self, name: str, now: float) -> Data | None:
@@ -113,4 +117,5 @@ class SegmentStore:
             entry[1] -= 1  # type: ignore[operator]
             if entry[1] == 0:
                 del self._inits[held.init]
+                self.bytes_inits -= len(entry[0])  # type: ignore[arg-type]
         return held.size

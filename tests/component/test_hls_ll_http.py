@@ -284,6 +284,16 @@ async def test_fmp4_resources_carry_types_caching_and_ranges(client: TestClient,
     parent = await client.get(f"/live/cam/{entry.ll_uri}")
     body = await parent.read()
     assert body == bytes(live.segmenter.segment(entry.ll_uri or "") or b"")
+    assert parent.headers["Content-Type"] == "video/mp4"
+    assert int(parent.headers["Content-Length"]) == len(body)
+    # The parent is its parts back to back: a range across the first boundary.
+    first = len(live.segmenter.segment(entry.parts[0].uri) or b"")
+    across = await client.get(f"/live/cam/{entry.ll_uri}",
+                              headers={"Range": f"bytes={first - 4}-{first + 7}"})
+    assert across.status == 206 and await across.read() == body[first - 4:first + 8]
+    assert across.headers["Content-Range"] == f"bytes {first - 4}-{first + 7}/{len(body)}"
+    assert (await client.head(f"/live/cam/{entry.ll_uri}")).headers["Content-Length"] == str(
+        len(body))
     part = entry.parts[1]
     ranged = await client.get(f"/live/cam/{part.uri}", headers={"Range": "bytes=0-7"})
     assert ranged.status == 206 and (await ranged.read())[4:8] == b"moof"
