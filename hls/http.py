@@ -252,29 +252,34 @@ class _Handlers:
         return web.Response(status=400, text=reason + "\n", headers=headers)
 
     async def segment(self, request: web.Request) -> web.Response:
-        stem = request.match_info["segment"]
-        if not SEGMENT_STEM.fullmatch(stem):
-            return self._done(request, "segment", _not_found("segment expired or unknown"))
-        segmenter = self._find(request.match_info["channel"])
-        if segmenter is None:
-            response = await self.remote_media(request, SEGMENT_TYPE)
-            return self._done(request, "segment", response)
-        data = segmenter.segment(f"{stem}.ts")
+        found = await self._media_request(request, SEGMENT_TYPE)
+        if isinstance(found, web.Response):
+            return self._done(request, "segment", found)
+        segmenter, name = found
+        data = segmenter.segment(name)
         if data is None:
             return self._done(request, "segment", _not_found("segment expired or unknown"))
         return self._done(request, "segment", self._media(request, data, SEGMENT_TYPE))
 
+    async def _media_request(self, request: web.Request, content_type: str
+                             ) -> tuple[Segmenter, str] | web.Response:
+        """The channel's segmenter and the resource's name, or the answer already: a 404
+        for a name that cannot be ours, or another node's answer for its channel."""
+        stem = request.match_info["segment"]
+        if not SEGMENT_STEM.fullmatch(stem):
+            return _not_found("segment expired or unknown")
+        segmenter = self._find(request.match_info["channel"])
+        if segmenter is None:
+            return await self.remote_media(request, content_type)
+        return segmenter, stem + request.path[request.path.rfind("."):]
+
     async def fmp4(self, request: web.Request) -> web.Response:
         """An init section, part or fMP4 segment; the preload-hinted part is held until
         it is complete (RFC 8216bis 6.2.6), at most BLOCKING_TARGETS target durations."""
-        stem = request.match_info["segment"]
-        if not SEGMENT_STEM.fullmatch(stem):
-            return self._done(request, "segment", _not_found("segment expired or unknown"))
-        segmenter = self._find(request.match_info["channel"])
-        if segmenter is None:
-            response = await self.remote_media(request, FMP4_TYPE)
-            return self._done(request, "segment", response)
-        name = stem + request.path[request.path.rfind("."):]
+        found = await self._media_request(request, FMP4_TYPE)
+        if isinstance(found, web.Response):
+            return self._done(request, "segment", found)
+        segmenter, name = found
         data = segmenter.segment(name)
         woken_at = None
         if data is None and name == segmenter.preload_hint:

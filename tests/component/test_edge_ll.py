@@ -9,14 +9,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from hls.http import add_hls_routes
 from hls.segmenter import Segmenter
-from mediaserver.cluster.edge import ProxyEdge
 from mediaserver.cluster.edge_playlists import _target_duration, directives
-from tests.component.test_edge import Cluster, start_origin
+from tests.component.test_edge import Cluster, cluster_of
 from tests.component.test_hls_ll_http import Feeder
 from tests.hls_media import av_clip
 
@@ -30,20 +26,8 @@ async def ll_cluster() -> AsyncIterator[tuple[Cluster, Feeder]]:
     feeder = Feeder(segmenter, av_clip())
     feeder.segments(1)
     feeder.next_change()
-    origin, server = await start_origin({"cam": segmenter})
-    url = f"http://127.0.0.1:{server.port}"
-    where = {"cam": url}
-
-    async def locate(channel: str) -> str | None:
-        return where.get(channel)
-
-    edge = ProxyEdge(locate, "edge-under-test", grace_period=30.0)
-    app = web.Application()
-    add_hls_routes(app, {}.get, remote=edge)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as viewer:
-        yield Cluster(origin, url, where, edge, viewer), feeder
-    await edge.close()
-    await server.close()
+    async with cluster_of(segmenter) as cluster:
+        yield cluster, feeder
 
 
 async def until_origin_sees(cluster: Cluster, suffix: str, count: int) -> None:
