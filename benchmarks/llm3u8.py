@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -87,3 +88,54 @@ def parse_ll_playlist(text: str) -> LlPlaylist:
             parts = []
     playlist.open_parts = parts
     return playlist
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEdge:
+    """What a player at the live edge needs from each playlist answer."""
+
+    open_msn: int  # the segment being written
+    open_parts: tuple[str, ...]  # URIs of its parts so far
+    hint: str | None
+    ended: bool
+
+    def next_wanted(self) -> tuple[int, int]:
+        return self.open_msn, len(self.open_parts)
+
+
+_OPEN_PART = re.compile(rb'#EXT-X-PART:[^\n]*URI="([^"]+)"')
+_HINT = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"')
+_DURATION = re.compile(rb"#EXT-X-PART:DURATION=([0-9.]+)")
+
+
+def live_edge(body: bytes) -> LiveEdge:
+    """`parse_ll_playlist`'s answer to next_wanted() and hint, from byte searches only:
+    a load generator reads hundreds of these a second and must not be what it measures."""
+    sequence = int(_tag_value(body, b"#EXT-X-MEDIA-SEQUENCE:") or 0)
+    skipped = int(_tag_value(body, b"#EXT-X-SKIP:SKIPPED-SEGMENTS=") or 0)
+    last = body.rfind(b"#EXTINF:")
+    tail = body
+    if last >= 0:  # after the last segment's URI line: the open segment
+        tail = body[body.find(b"\n", body.find(b"\n", last) + 1) + 1:]
+    hint = _HINT.search(tail)
+    return LiveEdge(sequence + skipped + body.count(b"#EXTINF:"),
+                    tuple(uri.decode() for uri in _OPEN_PART.findall(tail)),
+                    hint.group(1).decode() if hint else None, b"#EXT-X-ENDLIST" in tail)
+
+
+def part_duration(body: bytes, uri: str) -> float | None:
+    """DURATION of the part with this URI, if the playlist lists it."""
+    at = body.find(b'URI="' + uri.encode() + b'"')
+    if at < 0:
+        return None
+    match = _DURATION.match(body, body.rfind(b"\n", 0, at) + 1)
+    return float(match.group(1)) if match else None
+
+
+def _tag_value(body: bytes, tag: bytes) -> bytes | None:
+    at = body.find(tag)
+    if at < 0:
+        return None
+    end = body.find(b"\n", at)
+    value = body[at + len(tag):end if end >= 0 else None]
+    return value.split(b",", 1)[0]

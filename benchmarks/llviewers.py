@@ -1,13 +1,15 @@
 """`python -m benchmarks llviewers`: one stream, V LL-HLS viewers blocking on every part.
 
-Our server runs pinned to one core (`--server-cpu`); this process (pinned to
-`--load-cpu`) publishes the bench clip in real time with the benchmark publisher
-and runs V player-like LL-HLS viewers. Each viewer does what hls.js does in
-low-latency mode: load ll.m3u8, start PART-HOLD-BACK from the live edge at an
-independent part, then for every part at once ask for the hinted part (held by
-the server until it is complete) and for the playlist that will list it
-(`_HLS_msn`/`_HLS_part`/`_HLS_skip=YES`, held until then), and play in real time
-from its first part (a stall: the playhead reached the end of what it had).
+Our server runs pinned to one core (`--server-cpu`); the bench clip is published
+in real time by the benchmark publisher in a process of its own (so that the
+viewers' work cannot delay the stream), and this process (pinned to
+`--load-cpu`, as is the publisher) runs V player-like LL-HLS viewers. Each
+viewer does what hls.js does in low-latency mode: load ll.m3u8, start
+PART-HOLD-BACK from the live edge at an independent part, then for every part at
+once ask for the hinted part (held by the server until it is complete) and for
+the playlist that will list it (`_HLS_msn`/`_HLS_part`/`_HLS_skip=YES`, held
+until then), and play in real time from its first part (a stall: the playhead
+reached the end of what it had).
 
 Measured, for every blocking playlist answer:
 - after first: how much later than the first viewer's answer for the same part
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import re
 import struct
 import sys
 import time
@@ -42,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from hls.segmenter import TIMELINE_ORIGIN_MS
 
@@ -50,7 +52,7 @@ from . import procstats
 from .chunked import ChunkedClip
 from .clip import BENCH_CLIP, DEFAULT_CACHE, ensure_clip
 from .flvfile import TAG_VIDEO, read_flv
-from .llm3u8 import LlPlaylist, Part, parse_ll_playlist
+from .llm3u8 import LiveEdge, LlPlaylist, Part, live_edge, parse_ll_playlist, part_duration
 from .machine import machine_info
 from .pacer import DEFAULT_TICK, Feed, Pacer
 from .publisher import RtmpPublisher
@@ -62,7 +64,6 @@ CHANNEL = "bench0"  # what OurServer.prepare(1) creates
 # Viewers join spread over this long, as an audience does, not in one burst.
 ARRIVAL_SPREAD = 3.0
 REQUEST_TIMEOUT = 15.0  # above the server's own limit (3 target durations)
-READ_CHUNK = 256 * 1024
 # hls.js asks for a delta update once the playlist offers them.
 BLOCKING_QUERY = "_HLS_msn={}&_HLS_part={}&_HLS_skip=YES"
 # The issue's bound: an answer at most the part target plus this after the part landed.
@@ -125,10 +126,7 @@ class LlViewer:
         try:
             async with self.session.get(f"{self.base}/{path}", timeout=timeout,
                                         headers={"Accept-Encoding": "identity"}) as response:
-                chunks = []
-                async for chunk in response.content.iter_chunked(READ_CHUNK):
-                    chunks.append(chunk)
-                return response.status, b"".join(chunks)
+                return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.log.errors += 1
             self.log.error_kinds[type(exc).__name__] += 1
@@ -146,15 +144,17 @@ class LlViewer:
         await self._get(playlist.maps[-1])
         for part in self._start_parts(playlist) if self.parts else ():
             await self._fetch_part(part)
-        while loop.time() < deadline and not playlist.ended:
-            msn, index = playlist.next_wanted()
-            hint = playlist.hint
+        edge = LiveEdge(playlist.open_msn, tuple(p.uri for p in playlist.open_parts),
+                        playlist.hint, playlist.ended)
+        while loop.time() < deadline and not edge.ended and edge.hint is not None:
+            msn, index = edge.next_wanted()
+            hint = edge.hint  # the part (msn, index) will be, whichever segment it ends in
             asked = loop.time()
             query = BLOCKING_QUERY.format(msn, index)
-            fetch_hint = self.parts and hint is not None and hint not in self._have
-            answer, _ = await asyncio.gather(
+            fetch_hint = self.parts and hint not in self._have
+            answer, hinted = await asyncio.gather(
                 self._get(f"ll.m3u8?{query}"),
-                self._fetch_hint(hint) if fetch_hint and hint else _nothing())
+                self._get(hint) if fetch_hint else _nothing())
             answered = loop.time()
             status, body = answer
             if status != 200:
@@ -162,13 +162,13 @@ class LlViewer:
                 self.log.error_kinds[f"status {status}"] += 1
                 await asyncio.sleep(0.1)
                 continue
-            playlist = parse_ll_playlist(body.decode())
-            wanted = playlist.part_at(msn, index)
-            if wanted is not None:
-                self.log.answers.append((wanted.uri, asked, answered))
-            for part in playlist.all_parts() if self.parts else ():
-                if part.uri not in self._have:
-                    await self._fetch_part(part)
+            self.log.answers.append((hint, asked, answered))
+            edge = live_edge(body)
+            if hinted is not None and hinted[0] == 200:
+                self._arrived(hint, hinted[1], part_duration(body, hint))
+            for uri in edge.open_parts if self.parts else ():  # fell behind: catch up
+                if uri not in self._have:
+                    await self._fetch_part(Part(uri, part_duration(body, uri) or 0.0, False))
         return self.log
 
     def _start_parts(self, playlist: LlPlaylist) -> list[Part]:
@@ -181,11 +181,6 @@ class LlViewer:
         while at > 0 and not parts[at].independent:
             at -= 1
         return parts[at:]
-
-    async def _fetch_hint(self, uri: str) -> None:
-        status, data = await self._get(uri)
-        if status == 200:
-            self._arrived(uri, data)
 
     async def _fetch_part(self, part: Part) -> None:
         status, data = await self._get(part.uri)
@@ -211,32 +206,34 @@ class LlViewer:
             self.log.stalls += 1
             self.log.stall_seconds += played - self._buffered
             self._stalled += played - self._buffered
-        # A hinted part's duration is known from the next playlist; 0.3 s stands in.
+        # A part the playlist no longer lists in full (rare): 0.3 s stands in.
         self._buffered += duration if duration is not None else 0.3
 
 
 async def _nothing() -> None:
-    return None
+    return None  # gather()'s stand-in for the hint already fetched
 
 
 WAKEUP_METRIC = "mediaserver_hls_blocked_wakeup_seconds"
+_LE = re.compile(r'le="([^"]+)"')
 
 
 async def wakeup_buckets(session: aiohttp.ClientSession, metrics_url: str
                          ) -> dict[float, float]:
-    """The server's wake-up histogram: cumulative count per upper bound (inf: all)."""
+    """The server's wake-up histogram: cumulative count per upper bound (inf: all), and
+    its sum under the key -1."""
     async with session.get(metrics_url) as response:
         text = await response.text()
         if response.status != 200:
             raise RuntimeError(f"/metrics answered {response.status}: {text[:200]}")
     buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == WAKEUP_METRIC:
-            for sample in family.samples:
-                if sample.name.endswith("_bucket"):
-                    buckets[float(sample.labels["le"])] = sample.value
-                elif sample.name.endswith("_sum"):
-                    buckets[-1.0] = sample.value  # the sum rides along under -1
+    for line in text.splitlines():
+        if line.startswith(f"{WAKEUP_METRIC}_bucket{{"):
+            bound = _LE.search(line)
+            if bound is not None:
+                buckets.setdefault(float(bound.group(1)), float(line.rsplit(" ", 1)[1]))
+        elif line.startswith(f"{WAKEUP_METRIC}_sum"):
+            buckets.setdefault(-1.0, float(line.rsplit(" ", 1)[1]))
     if not buckets:
         raise RuntimeError(f"no {WAKEUP_METRIC} in /metrics")
     return buckets
@@ -308,69 +305,137 @@ def summarise(logs: list[ViewerLog], clock: PartClock, feed_start: float,
     }
 
 
-async def measure(viewers: int, seconds: float, server_cpu: int | None,
+async def publish_forever(host: str, port: int, key: str, clip_path: Path) -> int:
+    """The publisher process: prints when media timestamp 0 was due (asyncio's loop
+    clock is the monotonic clock, which every process reads alike), then its worst
+    lag every second."""
+    clip = ChunkedClip.build(read_flv(clip_path))
+    publisher = RtmpPublisher(host, port, "live", key)
+    outcome = await publisher.publish()
+    if not outcome.ok or publisher.transport is None:
+        print(f"refused {outcome.code}", flush=True)
+        return 1
+    loop = asyncio.get_running_loop()
+    feed = Feed(clip, publisher.transport, publisher.stream_id, loop.time())
+    pacer = Pacer(DEFAULT_TICK)
+    pacer.add(feed)
+    pacer.start(loop.time() + 24 * 3600)
+    print(f"started {feed.start!r}", flush=True)
+    while not feed.closed:
+        await asyncio.sleep(1.0)
+        print(f"lag {feed.max_lag!r}", flush=True)
+    return 0
+
+
+class PublisherProcess:
+    """`python -m benchmarks.llviewers --publish ...` as a child; its clock and lag."""
+
+    def __init__(self, host: str, port: int, key: str, clip: Path, cpu: int | None) -> None:
+        self.args = [sys.executable, "-m", "benchmarks.llviewers", "--publish", host,
+                     str(port), key, "--clip", str(clip)]
+        self.cpu = cpu
+        self.start = 0.0
+        self.max_lag = 0.0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PublisherProcess:
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL)
+        procstats.pin(self._proc.pid, self.cpu)
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        line = (await asyncio.wait_for(self._proc.stdout.readline(), 30)).decode().split()
+        if line[:1] != ["started"]:
+            errors = (await self._proc.stderr.read()).decode(errors="replace")
+            raise RuntimeError(f"publisher: {' '.join(line)}\n{errors[-3000:]}")
+        self.start = float(line[1])
+        self._reader = asyncio.get_running_loop().create_task(self._read_lag())
+        return self
+
+    async def _read_lag(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc.stderr is not None
+        # Whatever it logs is read and dropped: a full pipe would stall the publisher.
+        drain = asyncio.get_running_loop().create_task(self._proc.stderr.read())
+        try:
+            await self._lag_lines()
+        finally:
+            drain.cancel()
+
+    async def _lag_lines(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        async for raw in self._proc.stdout:
+            words = raw.decode().split()
+            if words[:1] == ["lag"]:
+                self.max_lag = max(self.max_lag, float(words[1]))
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            await self._proc.wait()
+
+
+async def measure(viewers: int, seconds: float, server_cpu: int | None, load_cpu: int | None,
                   ours_args: list[str], clip_path: Path, parts: bool = True) -> dict[str, Any]:
     clip = ChunkedClip.build(read_flv(clip_path))
     server = OurServer(server_cpu, ours_args)
     await server.start()
-    pacer = Pacer(DEFAULT_TICK)
     loop = asyncio.get_running_loop()
-    publisher: RtmpPublisher | None = None
     try:
         target = (await server.prepare(1))[0]
-        publisher = RtmpPublisher(target.host, target.port, target.app, target.stream_name)
-        outcome = await publisher.publish()
-        if not outcome.ok or publisher.transport is None:
-            raise RuntimeError(f"publish refused: {outcome.code}")
-        feed = Feed(clip, publisher.transport, publisher.stream_id, loop.time())
-        pacer.add(feed)
-        warmup = ARRIVAL_SPREAD + 10
-        pacer.start(loop.time() + warmup + seconds + 60)
-        base = f"http://{HOST}:{server.http_port}/live/{CHANNEL}"
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            deadline = time.monotonic() + 30
-            while True:
-                async with session.get(f"{base}/ll.m3u8") as response:
-                    if response.status == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no ll.m3u8 after 30 s")
-                await asyncio.sleep(0.2)
-            clock = PartClock()
-            crowd = [LlViewer(session, base, clock, parts) for _ in range(viewers)]
-            end = loop.time() + ARRIVAL_SPREAD + seconds
-            runs = asyncio.gather(*(viewer.run(end, ARRIVAL_SPREAD * i / viewers)
-                                    for i, viewer in enumerate(crowd)))
-            await asyncio.sleep(ARRIVAL_SPREAD + 1)  # everyone in: the measured window
-            metrics_url = f"http://{HOST}:{server.http_port}/metrics"
-            woken_before = await wakeup_buckets(session, metrics_url)
-            cpu, load, busy = (procstats.cpu_seconds(server.pid), procstats.self_cpu_seconds(),
-                               procstats.machine_busy_seconds())
-            started = time.monotonic()
-            logs = await runs
-            woken = wakeup_summary(woken_before, await wakeup_buckets(session, metrics_url))
-            elapsed = time.monotonic() - started
-            cpu = procstats.cpu_seconds(server.pid) - cpu
-            load = procstats.self_cpu_seconds() - load
-            other = procstats.machine_busy_seconds() - busy - cpu - load
-        result = summarise(logs, clock, feed.start, first_keyframe_ms(clip))
-        result |= {
-            "server_wakeup_ms": woken,
-            "seconds": round(elapsed, 1),
-            "server_cpu_percent": round(100 * cpu / elapsed, 1),
-            "load_cpu_percent": round(100 * load / elapsed, 1),
-            "other_cpu_percent": round(100 * max(other, 0.0) / elapsed, 1),
-            "publisher_max_lag_ms": round(feed.max_lag * 1000, 1),
-            "pacer_max_overrun_ms": round(pacer.stats.max_overrun * 1000, 1),
-            "server_args": " ".join(ours_args), "server_code": server.code,
-        }
-        return result
+        async with PublisherProcess(target.host, target.port, target.stream_name, clip_path,
+                                    load_cpu) as publisher:
+            return await _watch(server, publisher, clip, viewers, seconds, parts, loop,
+                                ours_args)
     finally:
-        await pacer.stop()
-        if publisher is not None:
-            await publisher.close()
         await server.stop()
+
+
+async def _watch(server: OurServer, publisher: PublisherProcess, clip: ChunkedClip,
+                 viewers: int, seconds: float, parts: bool, loop: asyncio.AbstractEventLoop,
+                 ours_args: list[str]) -> dict[str, Any]:
+    base = f"http://{HOST}:{server.http_port}/live/{CHANNEL}"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.monotonic() + 30
+        while True:
+            async with session.get(f"{base}/ll.m3u8") as response:
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("no ll.m3u8 after 30 s")
+            await asyncio.sleep(0.2)
+        clock = PartClock()
+        crowd = [LlViewer(session, base, clock, parts) for _ in range(viewers)]
+        end = loop.time() + ARRIVAL_SPREAD + seconds
+        runs = asyncio.gather(*(viewer.run(end, ARRIVAL_SPREAD * i / viewers)
+                                for i, viewer in enumerate(crowd)))
+        await asyncio.sleep(ARRIVAL_SPREAD + 1)  # everyone in: the measured window
+        metrics_url = f"http://{HOST}:{server.http_port}/metrics"
+        woken_before = await wakeup_buckets(session, metrics_url)
+        cpu, load, busy = (procstats.cpu_seconds(server.pid), procstats.self_cpu_seconds(),
+                           procstats.machine_busy_seconds())
+        started = time.monotonic()
+        logs = await runs
+        woken = wakeup_summary(woken_before, await wakeup_buckets(session, metrics_url))
+        elapsed = time.monotonic() - started
+        cpu = procstats.cpu_seconds(server.pid) - cpu
+        load = procstats.self_cpu_seconds() - load
+        other = procstats.machine_busy_seconds() - busy - cpu - load
+    result = summarise(logs, clock, publisher.start, first_keyframe_ms(clip))
+    result |= {
+        "server_wakeup_ms": woken,
+        "seconds": round(elapsed, 1),
+        "server_cpu_percent": round(100 * cpu / elapsed, 1),
+        "load_cpu_percent": round(100 * load / elapsed, 1),
+        "other_cpu_percent": round(100 * max(other, 0.0) / elapsed, 1),
+        "publisher_max_lag_ms": round(publisher.max_lag * 1000, 1),
+        "server_args": " ".join(ours_args), "server_code": server.code,
+    }
+    return result
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -418,13 +483,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--clip", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--publish", nargs=3, metavar=("HOST", "PORT", "KEY"),
+                        help=argparse.SUPPRESS)  # the publisher child
     args = parser.parse_args(argv)
-    procstats.pin(0, args.load_cpu)
     clip = args.clip or ensure_clip(BENCH_CLIP, args.cache)
     import uvloop
 
-    result = uvloop.run(measure(args.viewers, args.seconds, args.server_cpu, args.ours_arg,
-                                clip, parts=not args.playlists_only))
+    if args.publish:
+        host, port, key = args.publish
+        return uvloop.run(publish_forever(host, int(port), key, clip))
+    procstats.pin(0, args.load_cpu)
+    result = uvloop.run(measure(args.viewers, args.seconds, args.server_cpu, args.load_cpu,
+                                args.ours_arg, clip, parts=not args.playlists_only))
     result["playlists_only"] = args.playlists_only
     result["machine"] = machine_info()
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -177,8 +177,6 @@ class ServerCollector(Collector):
             yield family
 
     def _families(self) -> Iterator[Metric]:
-        for source in self._sources:
-            yield from source()
         yield from self._rtmp_metrics()
         if self._http is not None:
             yield from self._http_metrics(self._http())
