@@ -511,11 +511,11 @@ class Segmenter:
         return self._store.bytes_expired
 
     def _open_bytes(self, segment: _OpenSegment) -> int:
-        """What the open segment holds: its TS output (or queued payload) and fMP4 parts."""
+        """What the open segment holds: its TS output (or queued payload) and, with LL-HLS,
+        its fMP4 parts: the same payloads plus box headers under 1 % of them, counted as
+        the payloads (checked on every frame, so no walk through the parts)."""
         held = segment.bytes_held
-        if self._cmaf is not None:
-            held += self._cmaf.bytes_held
-        return held
+        return held + segment.payload_bytes if self._cmaf is not None else held
 
     @property
     def segments_dropped_early(self) -> int:
