@@ -9,13 +9,13 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from . import cmafmux, llviewers, pipeline, procstats
 from . import edge as edge_mod
-from . import pipeline, procstats
 from . import soak as soak_mod
 from . import workers as workers_mod
 from .case import Case, CaseResult, Settings
@@ -29,6 +29,12 @@ from .runner import run_case
 from .servers import NginxRtmp, ServerError, make_server
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "cmafmux": (cmafmux.main, "LL-HLS fMP4 writer vs PyAV's mp4 muxer vs TS: CPU and "
+                              "instructions per frame, in-process"),
+    "llviewers": (llviewers.main, "one stream, 500 LL-HLS viewers blocking on every part, "
+                                  "server on one core"),
+}
 SCENARIOS = {
     "publishers": ("1,10,50,100,200", "N publishers with HLS on, no viewers"),
     "viewers": ("100,500", "one publisher, N viewers"),
@@ -105,8 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="times the clip is played per pass (2 x 20 s fills the window)")
     pipeline.add_argument("--read-ms", type=int, default=100,
                           help="media per read, as --read-interval paces it")
+    pipeline.add_argument("--ll-hls", choices=["on", "off", "both"], default="on",
+                          help="the LL-HLS rendition (the server's default: on); both "
+                               "alternates passes with and without it")
     pipeline.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     pipeline.add_argument("--clip", type=Path, default=None)
+    # Commands with their own parsers (python -m benchmarks NAME --help).
+    for name, (_, summary) in DELEGATED.items():
+        commands.add_parser(name, help=summary, add_help=False)
 
     soak = commands.add_parser(
         "soak", help="minutes to hours of churning publishers and viewers; RSS, CPU, fds, errors",
@@ -217,6 +229,9 @@ def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return DELEGATED[argv[0]][0](argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "report":
         for path in args.json:
@@ -344,18 +359,23 @@ async def workers_command(args: argparse.Namespace) -> int:
 async def pipeline_command(args: argparse.Namespace) -> int:
     path, clip = _load_clip(args, smoke=False)
     progress(f"pipeline: {args.streams} streams x {args.loops} x {clip.loop_seconds:g} s of "
-             f"{path.name}, {args.read_ms} ms per read, {args.passes} passes")
-    result = await pipeline.measure(clip, args.streams, args.passes, args.loops, args.read_ms)
-    print("CPU ms per stream-second, per pass: "
-          + " ".join(f"{v:.3f}" for v in result.ms_per_stream_second))
-    print(f"median {result.median:.3f} ms per stream-second "
-          f"(~{1000 / result.median:.0f} streams per core without the kernel and the loop); "
-          f"{result.segments_per_stream:.0f} segments per stream per pass")
-    print("of which ingest (bytes -> readers' queues), per pass: "
-          + " ".join(f"{v:.3f}" for v in result.ingest_ms_per_stream_second)
-          + f"; median {result.ingest_median:.3f}, the readers' drains (segmenters) "
-          f"{result.median - result.ingest_median:.3f}")
-    return 0 if result.segments_per_stream > 0 else 1
+             f"{path.name}, {args.read_ms} ms per read, {args.passes} passes, "
+             f"LL-HLS {args.ll_hls}")
+    settings = {"on": (True,), "off": (False,), "both": (True, False)}[args.ll_hls]
+    results = await pipeline.measure(clip, args.streams, args.passes, args.loops, args.read_ms,
+                                     settings)
+    for on, result in results.items():
+        label = f"LL-HLS {'on' if on else 'off'}: "
+        print(label + "CPU ms per stream-second, per pass: "
+              + " ".join(f"{v:.3f}" for v in result.ms_per_stream_second))
+        print(f"{label}median {result.median:.3f} ms per stream-second "
+              f"(~{1000 / result.median:.0f} streams per core without the kernel and the "
+              f"loop); {result.segments_per_stream:.0f} segments per stream per pass")
+        print(f"{label}of which ingest (bytes -> readers' queues), per pass: "
+              + " ".join(f"{v:.3f}" for v in result.ingest_ms_per_stream_second)
+              + f"; median {result.ingest_median:.3f}, the readers' drains (segmenters) "
+              f"{result.median - result.ingest_median:.3f}")
+    return 0 if all(r.segments_per_stream > 0 for r in results.values()) else 1
 
 
 async def soak(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mediaserver.hub import StreamHub
+from mediaserver.hub import HubSettings, StreamHub
 from rtmp import amf0
 from rtmp.chunk import SET_CHUNK_SIZE, ChunkWriter
 from rtmp.events import PublishRequested
@@ -133,10 +133,10 @@ def _feed(session: RtmpSession, server: RtmpServer, data: bytes) -> None:
         session.buffer_updated(len(piece))
 
 
-async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes]
-                    ) -> tuple[float, float, int]:
+async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes],
+                    settings: HubSettings | None = None) -> tuple[float, float, int]:
     """(CPU seconds in all, of which feeding the sessions, segments made)."""
-    hub = StreamHub()
+    hub = StreamHub(settings)
     server = RtmpServer(_HubPolicy(hub), read_interval=0)
     sessions = []
     for _ in range(streams):
@@ -168,14 +168,22 @@ async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[
 
 
 async def measure(clip: ChunkedClip, streams: int = 100, passes: int = 5, loops: int = 2,
-                  read_ms: int = 100) -> PipelineResult:
+                  read_ms: int = 100, ll_hls: tuple[bool, ...] = (True,)
+                  ) -> dict[bool, PipelineResult]:
+    """One result per LL-HLS setting in `ll_hls` (the server's default: on); with both,
+    passes alternate so that each sees the same background."""
     setup, slices = publisher_bytes(clip, loops, read_ms)
     media_seconds = loops * clip.loop_seconds
-    figures = []
-    ingest_figures = []
-    segments = 0
+    figures: dict[bool, list[float]] = {on: [] for on in ll_hls}
+    ingest_figures: dict[bool, list[float]] = {on: [] for on in ll_hls}
+    segments: dict[bool, int] = {}
     for _ in range(passes):
-        spent, ingest, segments = await _one_pass(clip, streams, setup, slices)
-        figures.append(spent * 1000 / (streams * media_seconds))
-        ingest_figures.append(ingest * 1000 / (streams * media_seconds))
-    return PipelineResult(streams, media_seconds, figures, segments / streams, ingest_figures)
+        for on in ll_hls:
+            settings = HubSettings() if on else HubSettings(part_duration=None)
+            spent, ingest, segments[on] = await _one_pass(clip, streams, setup, slices,
+                                                          settings)
+            figures[on].append(spent * 1000 / (streams * media_seconds))
+            ingest_figures[on].append(ingest * 1000 / (streams * media_seconds))
+    return {on: PipelineResult(streams, media_seconds, figures[on], segments[on] / streams,
+                               ingest_figures[on])
+            for on in ll_hls}

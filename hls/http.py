@@ -15,6 +15,13 @@ the body, its ETag and its gzipped form are made once per playlist change
 A channel not held here may be held by another node: with a RemoteSource
 (hls/remote.py) the handlers ask it and serve its answer with the same headers
 as a local channel's, so a player cannot tell which node holds the publisher.
+
+LL-HLS (RFC 8216bis): ``ll.m3u8`` is the fMP4 rendition with parts; its init
+sections (``.mp4``), parts and segments (``.m4s``) are immutable media like TS
+segments. Delivery directives (hls.directives) are checked first (a bad one is a
+400 that names it, on any node); a blocking reload, and a request for the
+preload-hinted part, wait on the channel's one ChangeSignal (hls.waiters) for at
+most BLOCKING_TARGETS target durations, then get 503 (RFC 8216bis 6.2.5.2).
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import payload, web
+from aiohttp.abc import AbstractStreamWriter
 
+from .chunks import Chunks
+from .directives import DirectiveError, Directives, parse_directives, satisfied, too_far
 from .names import CHANNEL_NAME
 from .remote import (
     EDGE_HEADER,
@@ -43,12 +53,18 @@ from .remote import (
     RemoteSource,
 )
 from .segmenter import Segmenter
+from .store import Data
+from .waiters import Signals
 
 log = logging.getLogger("hls.http")
 
 SEGMENT_STEM = re.compile(r"[A-Za-z0-9_-]{1,128}")
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
+FMP4_TYPE = "video/mp4"  # init sections, parts and fMP4 segments alike
+# RFC 8216bis 6.2.5.2: a server that cannot answer a blocking request after this many
+# target durations SHOULD answer 503. A hinted part is held as long.
+BLOCKING_TARGETS = 3
 PLAYLIST_CACHE = "no-cache"
 # Any max-age is safe for names that are never reused; an hour keeps CDN edges useful
 # for late re-requests without pinning segments of a long-gone stream for a day.
@@ -77,22 +93,33 @@ def add_hls_routes(
     segment_max_age: int = SEGMENT_MAX_AGE,
     remote: RemoteSource | None = None,
 ) -> None:
-    """Serve ``{prefix}/{channel}/index.m3u8`` and ``{prefix}/{channel}/{segment}.ts``.
+    """Serve ``{prefix}/{channel}/index.m3u8`` and ``{prefix}/{channel}/{segment}.ts``,
+    and the LL-HLS ``ll.m3u8`` with its ``{name}.mp4`` init sections and ``{name}.m4s``
+    parts and segments.
 
     `lookup` maps a channel name to its segmenter (None: not live/unknown); `remote` is
     asked for channels the lookup does not know (another node may hold them).
     `on_request(kind, status, channel, client)` sees every answer; kind is "playlist",
-    "segment" or "preflight".
+    "ll_playlist", "segment" (any media) or "preflight".
     """
     handlers = _Handlers(lookup, on_request, segment_max_age, remote)
-    playlist = app.router.add_resource(f"{prefix}/{{channel}}/index.m3u8")
-    playlist.add_route("GET", handlers.playlist)
-    playlist.add_route("HEAD", handlers.playlist)
-    playlist.add_route("OPTIONS", handlers.preflight)
-    segment = app.router.add_resource(f"{prefix}/{{channel}}/{{segment}}.ts")
-    segment.add_route("GET", handlers.segment)
-    segment.add_route("HEAD", handlers.segment)
-    segment.add_route("OPTIONS", handlers.preflight)
+    routes = (
+        ("index.m3u8", handlers.playlist),
+        ("ll.m3u8", handlers.ll_playlist),
+        ("{segment}.ts", handlers.segment),
+        ("{segment}.m4s", handlers.fmp4),
+        ("{segment}.mp4", handlers.fmp4),
+    )
+    for path, handler in routes:
+        resource = app.router.add_resource(f"{prefix}/{{channel}}/{path}")
+        resource.add_route("GET", handler)
+        resource.add_route("HEAD", handler)
+        resource.add_route("OPTIONS", handlers.preflight)
+    app[HLS_SIGNALS] = handlers.signals
+
+
+# The blocked-request signals of an app's HLS routes (tests and benchmarks count waiters).
+HLS_SIGNALS: web.AppKey[Signals] = web.AppKey("hls_signals", Signals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +160,7 @@ class _PlaylistVersion:
 
 class _Handlers:
     __slots__ = ("_lookup", "_on_request", "_playlists", "_remote", "_remote_playlists",
-                 "_segment_cache")
+                 "_segment_cache", "signals")
 
     def __init__(
         self,
@@ -146,11 +173,12 @@ class _Handlers:
         self._on_request = on_request
         self._remote = remote
         self._segment_cache = f"public, max-age={segment_max_age}, immutable"
-        # Per segmenter, the last text served (the model's cached object: a new object
-        # means a new version) and its version; goes away with the segmenter.
-        self._playlists: weakref.WeakKeyDictionary[Segmenter, tuple[str, _PlaylistVersion]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Per segmenter and form (TS, LL, LL delta), the last text served (the model's
+        # cached object: a new object means a new version) and its version; goes away
+        # with the segmenter.
+        self._playlists: weakref.WeakKeyDictionary[
+            Segmenter, dict[str, tuple[str, _PlaylistVersion]]] = weakref.WeakKeyDictionary()
+        self.signals = Signals()
         # Per remote body, its version; goes away when the source lets go of the body.
         self._remote_playlists: weakref.WeakKeyDictionary[Found, _PlaylistVersion] = (
             weakref.WeakKeyDictionary()
@@ -161,34 +189,117 @@ class _Handlers:
         if segmenter is None:
             return self._done(request, "playlist", await self.remote_playlist(request))
         if not segmenter.playlist_ready:
-            text = "no segments yet: the stream has started, retry in a moment"
-            return self._done(request, "playlist", _not_found(text))
-        return self._done(request, "playlist", _conditional(request, self._version(segmenter)))
+            return self._done(request, "playlist", _not_found(_NOT_READY))
+        version = self._version(segmenter, "ts", segmenter.render_playlist())
+        return self._done(request, "playlist", _conditional(request, version))
 
-    def _version(self, segmenter: Segmenter) -> _PlaylistVersion:
-        text = segmenter.render_playlist()
-        known = self._playlists.get(segmenter)
+    async def ll_playlist(self, request: web.Request) -> web.Response:
+        """ll.m3u8: delivery directives checked, a blocking reload held until it can be
+        answered (or BLOCKING_TARGETS target durations, then 503)."""
+        channel = request.match_info["channel"]
+        try:
+            directives = parse_directives(request.query, _repeated(request))
+        except DirectiveError as exc:
+            return self._done(request, "ll_playlist", self._bad_request(channel, str(exc)))
+        segmenter = self._find(channel)
+        if segmenter is None:
+            return self._done(request, "ll_playlist", await self.remote_playlist(request))
+        if not segmenter.low_latency:
+            return self._done(request, "ll_playlist", _not_found(_LL_OFF))
+        if not segmenter.playlist_ready:
+            return self._done(request, "ll_playlist", _not_found(_NOT_READY))
+        refused, woken_at = await self._blocking_reload(segmenter, channel, directives)
+        if refused is not None:
+            return self._done(request, "ll_playlist", refused)
+        delta = directives.skip
+        text = segmenter.render_ll_playlist(delta)
+        version = self._version(segmenter, "ll-delta" if delta else "ll", text)
+        response = _conditional(request, version)
+        self.signals.answered(woken_at)
+        return self._done(request, "ll_playlist", response)
+
+    async def _blocking_reload(self, segmenter: Segmenter, channel: str,
+                               directives: Directives
+                               ) -> tuple[web.Response | None, float | None]:
+        """(None, when the change that answered it came, if it had to wait) once the
+        playlist holds what the request waits for; else (the error, None)."""
+        playlist = segmenter.playlist
+        reason = too_far(playlist, directives)
+        if reason is not None:
+            return self._bad_request(channel, reason), None
+        timeout = BLOCKING_TARGETS * playlist.target_duration
+        signal = self.signals.of(segmenter)
+        held, woken_at = await signal.wait_until(lambda: satisfied(playlist, directives),
+                                                 timeout)
+        if held:
+            return None, woken_at
+        return _unavailable(f"no such part within {timeout} s: the stream may have stalled"), None
+
+    def _version(self, segmenter: Segmenter, form: str, text: str) -> _PlaylistVersion:
+        forms = self._playlists.get(segmenter)
+        if forms is None:
+            forms = self._playlists[segmenter] = {}
+        known = forms.get(form)
         if known is not None and known[0] is text:
             return known[1]
         version = _PlaylistVersion.of(text.encode())
-        self._playlists[segmenter] = (text, version)
+        forms[form] = (text, version)
         return version
 
+    def _bad_request(self, channel: str, reason: str) -> web.Response:
+        log.info("bad LL-HLS request channel=%s: %s", channel, reason)
+        headers = {"Cache-Control": "no-store"} | _CORS
+        return web.Response(status=400, text=reason + "\n", headers=headers)
+
     async def segment(self, request: web.Request) -> web.Response:
-        stem = request.match_info["segment"]
-        if not SEGMENT_STEM.fullmatch(stem):
-            return self._done(request, "segment", _not_found("segment expired or unknown"))
-        segmenter = self._find(request.match_info["channel"])
-        if segmenter is None:
-            response = await self.remote_media(request, SEGMENT_TYPE)
-            return self._done(request, "segment", response)
-        data = segmenter.segment(f"{stem}.ts")
+        found = await self._media_request(request, SEGMENT_TYPE)
+        if isinstance(found, web.Response):
+            return self._done(request, "segment", found)
+        segmenter, name = found
+        data = segmenter.segment(name)
         if data is None:
             return self._done(request, "segment", _not_found("segment expired or unknown"))
         return self._done(request, "segment", self._media(request, data, SEGMENT_TYPE))
 
-    def _media(self, request: web.Request, data: bytes | bytearray, content_type: str
-               ) -> web.Response:
+    async def _media_request(self, request: web.Request, content_type: str
+                             ) -> tuple[Segmenter, str] | web.Response:
+        """The channel's segmenter and the resource's name, or the answer already: a 404
+        for a name that cannot be ours, or another node's answer for its channel."""
+        stem = request.match_info["segment"]
+        if not SEGMENT_STEM.fullmatch(stem):
+            return _not_found("segment expired or unknown")
+        segmenter = self._find(request.match_info["channel"])
+        if segmenter is None:
+            return await self.remote_media(request, content_type)
+        return segmenter, stem + request.path[request.path.rfind("."):]
+
+    async def fmp4(self, request: web.Request) -> web.Response:
+        """An init section, part or fMP4 segment; the preload-hinted part is held until
+        it is complete (RFC 8216bis 6.2.6), at most BLOCKING_TARGETS target durations."""
+        found = await self._media_request(request, FMP4_TYPE)
+        if isinstance(found, web.Response):
+            return self._done(request, "segment", found)
+        segmenter, name = found
+        data = segmenter.segment(name)
+        woken_at = None
+        if data is None and name == segmenter.preload_hint:
+            timeout = BLOCKING_TARGETS * segmenter.playlist.target_duration
+            signal = self.signals.of(segmenter)
+            # Done once the part exists, or is no longer the one hinted (the stream ended).
+            held, woken_at = await signal.wait_until(
+                lambda: segmenter.preload_hint != name or segmenter.segment(name) is not None,
+                timeout)
+            if not held:
+                return self._done(request, "segment", _unavailable(
+                    f"the hinted part did not come within {timeout} s"))
+            data = segmenter.segment(name)
+        if data is None:
+            return self._done(request, "segment", _not_found("segment expired or unknown"))
+        response = self._media(request, data, FMP4_TYPE)
+        self.signals.answered(woken_at)
+        return self._done(request, "segment", response)
+
+    def _media(self, request: web.Request, data: Data, content_type: str) -> web.Response:
         headers = {
             "Content-Type": content_type,
             "Cache-Control": self._segment_cache,
@@ -260,6 +371,21 @@ _CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": EXPOSED_HEADERS,
 }
+_NOT_READY = "no segments yet: the stream has started, retry in a moment"
+_LL_OFF = "low-latency HLS is off on this server: play index.m3u8"
+
+
+def _repeated(request: web.Request) -> frozenset[str]:
+    """Query parameters given more than once (a directive may appear only once)."""
+    query = request.query
+    if len(query) == len(set(query.keys())):
+        return frozenset()
+    return frozenset(name for name in query if len(query.getall(name)) > 1)
+
+
+def _unavailable(text: str) -> web.Response:
+    headers = {"Cache-Control": "no-store"} | _CORS
+    return web.Response(status=503, text=text + "\n", headers=headers)
 
 
 def _conditional(request: web.Request, version: _PlaylistVersion) -> web.Response:
@@ -333,19 +459,39 @@ def _not_found(text: str) -> web.Response:
     return web.Response(status=404, text=text + "\n", headers=headers)
 
 
-def _ranged(range_header: str | None, data: bytes, headers: dict[str, str]) -> web.Response:
+def _ranged(range_header: str | None, data: Data, headers: dict[str, str]) -> web.Response:
     """Honour one ``bytes=`` range (players probe with them); anything fancier gets it all."""
     if range_header is None:
-        return web.Response(body=data, headers=headers)
+        return web.Response(body=_body(data), headers=headers)
     span = _parse_range(range_header, len(data))
     if span is None:
-        return web.Response(body=data, headers=headers)
+        return web.Response(body=_body(data), headers=headers)
     start, end = span
     if start >= len(data):
         headers = headers | {"Content-Range": f"bytes */{len(data)}"}
         return web.Response(status=416, headers=headers)
     headers = headers | {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
-    return web.Response(status=206, body=data[start : end + 1], headers=headers)
+    part = data.slice(start, end + 1) if isinstance(data, Chunks) else data[start : end + 1]
+    return web.Response(status=206, body=_body(part), headers=headers)
+
+
+def _body(data: Data) -> bytes | bytearray | memoryview | _ChunksPayload:
+    return _ChunksPayload(data) if isinstance(data, Chunks) else data
+
+
+class _ChunksPayload(payload.Payload):
+    """A Chunks resource written buffer by buffer (no join); its size is known ahead."""
+
+    def __init__(self, value: Chunks) -> None:
+        super().__init__(value, content_type=None)
+        self._size = value.size
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for part in self._value:
+            await writer.write(part)
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:

@@ -45,6 +45,15 @@ on reconnect; players see monotonic timestamps and one EXT-X-DISCONTINUITY.
 
 Duration of a segment: the next segment's first dts minus its own; for the
 last segment of a period: its last dts minus its first plus one frame.
+
+LL-HLS (``part_duration``): every frame the TS muxer takes also goes to a
+CmafRendition (hls.cmaf), which cuts the open segment into fMP4 parts; when the
+segment closes its parts are joined into the fMP4 form of the same segment. So
+ll.m3u8 lists exactly index.m3u8's segments (same cuts, sequence numbers,
+durations, discontinuities, PROGRAM-DATE-TIME) plus parts, and a track change
+brings a new init section. `max_bytes` covers both renditions. Listeners
+(`add_listener`) are called after each change a viewer can see: a part, a
+segment, the end.
 """
 
 from __future__ import annotations
@@ -56,14 +65,16 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .aac import parse_audio_specific_config
+from .cmaf import CmafRendition
 from .continuity import ContinuityCounters
 from .media import MediaPacket, TrackConfig, TrackKind
 from .muxer import MuxerError, TrackSet, TsMuxer
-from .playlist import MediaPlaylist, PartialSegment, SegmentEntry, rounded_duration
+from .playlist import MediaPlaylist, OpenSegment, SegmentEntry, rounded_duration
 from .resume import PlaylistResume
+from .store import Data, SegmentStore
 
 log = logging.getLogger("hls.segmenter")
 
@@ -102,6 +113,10 @@ EARLY_KEYFRAME_CUT_SHARE = 0.5
 DEFAULT_VIDEO_FRAME_MS = 1000 / 30
 # Gaps between consecutive frames beyond this are stalls, not the frame rate.
 MAX_FRAME_DURATION_MS = 1000
+# LL-HLS parts: RFC 8216bis lists part durations to the millisecond, so the part
+# target is kept in whole milliseconds (0.333 s, not a third of a second), and a
+# part shorter than this would be mostly box overhead.
+MIN_PART_MS = 50
 
 
 class State(enum.Enum):
@@ -126,7 +141,7 @@ class SegmentInfo:
 
 
 class _OpenSegment:
-    """The segment being written. Owns its muxer; LL-HLS parts will be byte ranges of it."""
+    """The TS segment being written; it owns its muxer (the fMP4 parts are hls.cmaf's)."""
 
     __slots__ = (
         "discontinuity",
@@ -137,7 +152,6 @@ class _OpenSegment:
         "last_lead_dts",
         "muxer",
         "name",
-        "parts",
         "payload_bytes",
         "sequence",
         "wall_clock",
@@ -167,20 +181,11 @@ class _OpenSegment:
         self.has_video = False
         self.keyframe_start = keyframe_start  # opened by a keyframe of the anchor track
         self.payload_bytes = 0
-        self.parts: list[PartialSegment] = []
 
     @property
     def bytes_held(self) -> int:
         """Memory the open segment takes: its TS output, or the payload still queued."""
         return max(self.muxer.bytes_written, self.payload_bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class _Expired:
-    """A segment that left the playlist and stays fetchable until `deadline` (clock time)."""
-
-    data: bytes | bytearray
-    deadline: float
 
 
 class Segmenter:
@@ -203,6 +208,7 @@ class Segmenter:
         name_token: str | None = None,
         label: str = "",
         resume: PlaylistResume | None = None,
+        part_duration: float | None = None,
     ) -> None:
         """`clock` stamps PROGRAM-DATE-TIME and times how long expired segments stay.
         `max_bytes` caps everything held (None: no cap); `max_segment_bytes`
@@ -211,7 +217,8 @@ class Segmenter:
         may hold as immutable; pass "" for plain ``seg{sequence}.ts``. `label`
         prefixes log lines. `resume` carries on a playlist another segmenter began
         (see hls.resume): its numbering, TARGETDURATION and timeline, with
-        EXT-X-DISCONTINUITY before the first segment made here."""
+        EXT-X-DISCONTINUITY before the first segment made here. `part_duration`
+        (seconds) turns on the LL-HLS rendition with that PART-TARGET."""
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
         if max_segment_duration is None:
@@ -226,6 +233,10 @@ class Segmenter:
                 max_segment_bytes = min(max_segment_bytes, max_bytes // SEGMENT_SHARE_OF_MEMORY)
         if max_segment_bytes <= 0:
             raise ValueError("max_segment_bytes must be positive")
+        part_ms = None if part_duration is None else math.floor(part_duration * 1000 + 1e-6)
+        if part_ms is not None and not MIN_PART_MS <= part_ms < target_duration * 1000:
+            raise ValueError(f"part_duration must be from {MIN_PART_MS / 1000} s to less "
+                             "than target_duration")
         self.target_duration = target_duration
         self.max_segment_duration = max_segment_duration
         self.max_segment_bytes = max_segment_bytes
@@ -237,14 +248,17 @@ class Segmenter:
         self._label = label
         token = secrets.token_hex(4) if name_token is None else name_token
         self._name_suffix = f"-{token}.ts" if token else ".ts"
+        part_target = None if part_ms is None else part_ms / 1000
         if resume is None:
-            self._playlist = MediaPlaylist(window, target_duration)
+            self._playlist = MediaPlaylist(window, target_duration, part_target=part_target)
         else:
             self._playlist = MediaPlaylist(
                 window, target_duration, resume.next_sequence,
                 discontinuity_sequence=resume.discontinuity_sequence,
-                fixed_target=resume.target_duration)
+                fixed_target=resume.target_duration, part_target=part_target)
         self._resumed_from = resume
+        self._cmaf = CmafRendition(part_ms, token) if part_ms is not None else None
+        self._listeners: list[Callable[[], None]] = []
 
         self._state = State.IDLE
         self._configs: tuple[TrackConfig | None, TrackConfig | None] | None = None
@@ -261,11 +275,7 @@ class Segmenter:
         self._last_dts: dict[str, int] = {}
         self._frame_ms: dict[str, float] = {}
 
-        self._data: dict[str, bytes | bytearray] = {}  # listed segments
-        self._longest_listed: dict[str, float] = {}  # longest playlist each appeared in (s)
-        self._expired: dict[str, _Expired] = {}  # insertion order: oldest first
-        self._bytes_in_window = 0
-        self._bytes_expired = 0
+        self._store = SegmentStore()  # finished segments (listed and expired-but-kept)
         self._segments_produced = 0
         self._segments_dropped_early = 0
         self._forced_cuts = 0
@@ -350,10 +360,16 @@ class Segmenter:
             self._drop("muxer_refused")
             return
         segment.payload_bytes += len(data)
+        lead = kind == TrackKind.VIDEO or not segment.has_video
+        if self._cmaf is not None:
+            part = self._cmaf.add(kind, dts, pts, packet.keyframe, data, lead=lead,
+                                  frame_ms=self._frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
+            if part is not None:
+                self._show_open_parts(segment)
         if kind == TrackKind.VIDEO and not segment.has_video:
             segment.has_video = True
             segment.independent = packet.keyframe
-        if kind == TrackKind.VIDEO or not segment.has_video:
+        if lead:
             segment.last_lead_dts = dts
         self._note_frame(kind, dts)
         if self.max_bytes is not None and self.bytes_held > self.max_bytes:
@@ -376,6 +392,21 @@ class Segmenter:
         self._clear_tracks()
         self._playlist.end()
         self._state = State.ENDED
+        self._notify()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each change viewers can see: a part, a segment, the end.
+
+        Listeners run synchronously inside push(): they must return at once and
+        not call back into the segmenter (a blocked request's wake-up is one)."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("%ssegmenter listener failed", self._prefix())
 
     def resume_point(self) -> PlaylistResume | None:
         """Where this playlist stands, for a segmenter elsewhere to carry it on (see
@@ -396,19 +427,34 @@ class Segmenter:
     def render_playlist(self) -> str:
         return self._playlist.render()
 
-    def segment(self, name: str) -> bytes | bytearray | None:
-        """A segment's bytes: any in the window, or one that left it less than its
-        duration plus the longest playlist it appeared in ago (RFC 8216 6.2.2)."""
-        data = self._data.get(name)
-        if data is not None:
+    def render_ll_playlist(self, delta: bool = False) -> str:
+        """The LL-HLS playlist (ValueError when LL-HLS is off); see MediaPlaylist.render_ll."""
+        return self._playlist.render_ll(delta)
+
+    @property
+    def low_latency(self) -> bool:
+        return self._cmaf is not None
+
+    @property
+    def preload_hint(self) -> str | None:
+        """The next part's name while the playlist is live (None without LL-HLS)."""
+        return self._playlist.preload_hint
+
+    @property
+    def parts_clamped(self) -> int:
+        """Parts whose timestamps spanned more than PART-TARGET (a gap in the feed)."""
+        return self._cmaf.parts_clamped if self._cmaf is not None else 0
+
+    def segment(self, name: str) -> Data | None:
+        """The bytes of a segment (TS or fMP4), part or init section by name: any in
+        the window, the open segment's parts, or a segment that left the window less
+        than its duration plus the longest playlist it appeared in ago (RFC 8216 6.2.2)."""
+        data = self._store.get(name, self._clock())
+        if data is not None or self._cmaf is None:
             return data
-        kept = self._expired.get(name)
-        if kept is None:
-            return None
-        if self._clock() > kept.deadline:
-            self._forget_expired(name)
-            return None
-        return kept.data
+        if name == self._cmaf.init_uri:
+            return self._cmaf.init
+        return self._cmaf.open_part(name)
 
     def segment_name(self, sequence: int) -> str:
         return f"seg{sequence}{self._name_suffix}"
@@ -447,20 +493,29 @@ class Segmenter:
 
     @property
     def bytes_in_window(self) -> int:
-        return self._bytes_in_window
+        return self._store.bytes_listed
 
     @property
     def bytes_held(self) -> int:
-        """Everything this channel holds: listed, expired-but-kept and open segments."""
-        held = self._bytes_in_window + self._bytes_expired
+        """Everything this channel holds: listed, expired-but-kept and open segments, in
+        both renditions, and init sections."""
+        store = self._store
+        held = store.bytes_listed + store.bytes_expired + store.bytes_inits
         if self._open is not None:
-            held += self._open.bytes_held
+            held += self._open_bytes(self._open)
         return held
 
     @property
     def bytes_kept_expired(self) -> int:
         """Bytes of segments that left the playlist and are still served for a while."""
-        return self._bytes_expired
+        return self._store.bytes_expired
+
+    def _open_bytes(self, segment: _OpenSegment) -> int:
+        """What the open segment holds: its TS output (or queued payload) and, with LL-HLS,
+        its fMP4 parts: the same payloads plus box headers under 1 % of them, counted as
+        the payloads (checked on every frame, so no walk through the parts)."""
+        held = segment.bytes_held
+        return held + segment.payload_bytes if self._cmaf is not None else held
 
     @property
     def segments_dropped_early(self) -> int:
@@ -509,14 +564,15 @@ class Segmenter:
         cuts_here = starts_segment or (kind == TrackKind.AUDIO and not segment.has_video)
         tolerance = math.ceil(self._frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
         if cuts_here and elapsed >= self._target_ms - tolerance:
-            self._close_open_segment(next_first_dts=dts)
+            self._close_open_segment(next_first_dts=dts, next_kind=kind)
             return self._open_segment(dts, keyframe_start=starts_segment)
         early = self._target_ms * EARLY_KEYFRAME_CUT_SHARE
         if starts_segment and not segment.keyframe_start and elapsed >= early:
-            self._close_open_segment(next_first_dts=dts)
+            self._close_open_segment(next_first_dts=dts, next_kind=kind)
             return self._open_segment(dts, keyframe_start=True)
         too_long = elapsed >= self._forced_cut_ms()
-        too_big = segment.payload_bytes > 0 and segment.bytes_held + size > self.max_segment_bytes
+        too_big = (segment.payload_bytes > 0
+                   and self._open_bytes(segment) + size > self.max_segment_bytes)
         if not (too_long or too_big):
             return segment
         self._forced_cuts += 1
@@ -530,7 +586,7 @@ class Segmenter:
             segment.payload_bytes,
             segment.sequence,
         )
-        self._close_open_segment(next_first_dts=dts)
+        self._close_open_segment(next_first_dts=dts, next_kind=kind)
         return self._open_segment(dts, keyframe_start=starts_segment)
 
     def _forced_cut_ms(self) -> int:
@@ -575,6 +631,9 @@ class Segmenter:
             asc = parse_audio_specific_config(tracks.audio.extradata)
             self._frame_ms[TrackKind.AUDIO] = asc.frame_duration_ms
         self._frame_ms.setdefault(TrackKind.VIDEO, DEFAULT_VIDEO_FRAME_MS)
+        if self._cmaf is not None and tracks.kinds:
+            # The same codecs and configs the TS muxer took; a new init section if they differ.
+            self._cmaf.set_tracks(tracks.video, tracks.audio)
 
     def _clear_tracks(self) -> None:
         if self._tracks is not None:
@@ -582,6 +641,8 @@ class Segmenter:
         self._tracks = None
         self._configs = None
         self._anchor = None
+        if self._cmaf is not None:
+            self._cmaf.clear_tracks()
 
     def _period_offset(self, first_dts: int) -> int:
         """Shift that puts this period's first keyframe right after the previous period."""
@@ -606,10 +667,26 @@ class Segmenter:
         self._discontinuity_next = False
         self._open = segment
         self._state = State.RECORDING
+        if self._cmaf is not None:
+            self._cmaf.begin(first_dts)
+            self._show_open_parts(segment)
         return segment
 
-    def _close_open_segment(self, *, next_first_dts: int | None) -> None:
-        """Publish the open segment. `next_first_dts` is None when its period ends here."""
+    def _show_open_parts(self, segment: _OpenSegment) -> None:
+        """Put the open segment's parts so far, and the next part's hint, in ll.m3u8."""
+        cmaf = self._cmaf
+        assert cmaf is not None
+        parts = cmaf.open_parts
+        shown = OpenSegment(segment.sequence, cmaf.init_uri, segment.wall_clock,
+                            segment.discontinuity, parts)
+        self._playlist.set_open(shown, cmaf.hint_uri)
+        if parts:
+            self._notify()
+
+    def _close_open_segment(self, *, next_first_dts: int | None,
+                            next_kind: str | None = None) -> None:
+        """Publish the open segment. `next_first_dts` is None when its period ends here;
+        else `next_kind` is the track of the frame that starts the next segment."""
         segment = self._open
         if segment is None:
             return
@@ -652,15 +729,29 @@ class Segmenter:
             program_date_time=segment.wall_clock,
             discontinuity=segment.discontinuity,
             independent=segment.independent,
-            parts=tuple(segment.parts),
         )
-        self._data[segment.name] = data
-        self._bytes_in_window += len(data)
+        resources: dict[str, Data] = {segment.name: data}
+        size = len(data)
+        init = None
+        if self._cmaf is not None:
+            next_dts = {next_kind: next_first_dts} if next_first_dts is not None and next_kind \
+                else None
+            cmaf = self._cmaf.finish(segment.sequence, segment.first_dts + duration_ms, next_dts)
+            if cmaf is not None:
+                entry = replace(entry, parts=cmaf.parts, ll_uri=cmaf.uri, map_uri=cmaf.map_uri)
+                resources[cmaf.uri] = cmaf.data
+                resources.update(cmaf.part_data)
+                size += len(cmaf.data)  # the parts: the parent is made of them
+                init = (cmaf.map_uri, self._cmaf.init)
+        self._store.add(segment.name, resources, size, init)
         now = self._clock()
         for removed in self._playlist.append(entry):
-            self._expire(removed, now)
-        self._note_playlist_duration()
-        self._purge_expired(now)
+            self._store.expire(removed.uri, removed.duration, now)
+        if self._cmaf is not None:
+            self._playlist.set_open(None, self._cmaf.hint_uri)
+        self._store.note_listed_in([listed.uri for listed in self._playlist.segments],
+                                   self._playlist.duration)
+        self._store.purge(now)
         self._enforce_memory_cap()
         self._segments_produced += 1
         self._last_segment_duration = duration
@@ -678,40 +769,9 @@ class Segmenter:
                 self._on_segment(info)
             except Exception:
                 log.exception("%son_segment observer failed", self._prefix())
+        self._notify()
 
-    # ---- retention and memory -------------------------------------------------------------
-
-    def _note_playlist_duration(self) -> None:
-        """Remember, for each listed segment, the longest playlist it has appeared in."""
-        total = self._playlist.duration
-        longest = self._longest_listed
-        for listed in self._playlist.segments:
-            if longest.get(listed.uri, 0.0) < total:
-                longest[listed.uri] = total
-
-    def _unlist(self, entry: SegmentEntry) -> bytes | bytearray:
-        data = self._data.pop(entry.uri)
-        self._bytes_in_window -= len(data)
-        self._longest_listed.pop(entry.uri, None)
-        return data
-
-    def _expire(self, entry: SegmentEntry, now: float) -> None:
-        """A segment slid out of the playlist: keep it for its duration plus the longest
-        playlist it appeared in (RFC 8216 6.2.2), a player's worst case for asking."""
-        longest = self._longest_listed.get(entry.uri, 0.0)
-        data = self._unlist(entry)
-        self._expired[entry.uri] = _Expired(data, now + entry.duration + longest)
-        self._bytes_expired += len(data)
-
-    def _forget_expired(self, name: str) -> int:
-        kept = self._expired.pop(name)
-        self._bytes_expired -= len(kept.data)
-        return len(kept.data)
-
-    def _purge_expired(self, now: float) -> None:
-        # Deadlines are not in removal order (durations differ): look at each; few are kept.
-        for name in [n for n, kept in self._expired.items() if now > kept.deadline]:
-            self._forget_expired(name)
+    # ---- memory ---------------------------------------------------------------------
 
     def _enforce_memory_cap(self) -> None:
         """Within `max_bytes`: drop expired segments oldest first, then slide the window
@@ -722,14 +782,17 @@ class Segmenter:
         if excess <= 0:
             return
         dropped = 0
-        while excess > 0 and self._expired:
-            excess -= self._forget_expired(next(iter(self._expired)))
+        while excess > 0:
+            freed = self._store.forget_oldest_expired()
+            if freed is None:
+                break
+            excess -= freed
             dropped += 1
         while excess > 0:
             entry = self._playlist.drop_oldest(keep=MIN_LISTED_UNDER_PRESSURE)
             if entry is None:
                 break
-            excess -= len(self._unlist(entry))
+            excess -= self._store.unlist(entry.uri)
             dropped += 1
         if dropped:
             level = logging.WARNING if not self._segments_dropped_early else logging.DEBUG

@@ -25,7 +25,7 @@ from control_api.redis_store import RedisStore
 from control_api.store import ChannelStore, StoreError, open_store
 from control_api.urls import PublicUrls
 from control_api.webhooks import WebhookSender
-from hls.http import add_hls_routes
+from hls.http import HLS_SIGNALS, add_hls_routes
 from rtmp.server import RtmpServer
 
 from .cluster import Cluster, ClusterSettings
@@ -38,6 +38,7 @@ from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, H
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
 from .listeners import SharedListeners, bound
+from .ll_metrics import blocked_request_families
 from .local_live import HubLive
 from .memory import release_free_memory
 from .metrics import ServerMetrics
@@ -67,6 +68,7 @@ class MediaServer:
                 grace_period=config.grace_period,
                 duplicate_publish=config.duplicate_publish,
                 max_stream_memory=config.max_stream_memory,
+                part_duration=config.part_duration if config.ll_hls == "on" else None,
             )
         )
         self.thumbnails = Thumbnailer(exists=lambda name: name in self.hub.channels)
@@ -116,6 +118,7 @@ class MediaServer:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config
+        self.hub.settings.check()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = open_store(config.store, config.data_dir)
         stack.push_async_callback(self._close_store, self.store)
@@ -241,6 +244,8 @@ class MediaServer:
         traffic = self.metrics.traffic
         app = web.Application(client_max_size=64 * 1024)
         add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request, remote=self.edge)
+        signals = app[HLS_SIGNALS]
+        self.metrics.sources.append(lambda: blocked_request_families(signals))
         self.thumbnails.add_routes(app)
         self.metrics.add_routes(app)
         Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)

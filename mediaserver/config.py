@@ -94,6 +94,11 @@ OPTIONS: tuple[Option, ...] = (
            "channel store URL: sqlite:///PATH (default: under --data-dir) or redis://HOST:PORT/DB",
            "URL"),
     Option("segment_duration", _positive_float, 2.0, "HLS target segment duration", "SECONDS"),
+    Option("ll_hls", _choice("on", "off"), "on",
+           "serve low-latency HLS (ll.m3u8: fMP4 parts, blocking reload) beside index.m3u8",
+           "on|off"),
+    Option("part_duration", _positive_float, 0.333,
+           "LL-HLS part target (PART-TARGET); shorter than --segment-duration", "SECONDS"),
     Option("playlist_size", _positive_int, 6, "segments in the rolling playlist window", "N"),
     Option("grace_period", _non_negative_float, 30.0,
            "how long a dropped publisher may come back into the same playlist", "SECONDS"),
@@ -160,6 +165,8 @@ class Config:
     data_dir: Path
     store: str | None
     segment_duration: float
+    ll_hls: str
+    part_duration: float
     playlist_size: int
     grace_period: float
     duplicate_publish: str

@@ -86,6 +86,8 @@ def stream_cards(hub: StreamHub, viewers: ViewerCount, now: float | None = None
         segmenter = live.segmenter
         cards[name] |= {
             "playback_url": f"/live/{name}/index.m3u8",
+            # The page's player plays this with hls.js lowLatencyMode when there is one.
+            "ll_playback_url": f"/live/{name}/ll.m3u8" if segmenter.low_latency else None,
             "thumbnail_url": f"/live/{name}/thumbnail.jpg",
             "playlist_ready": segmenter.playlist_ready,
             "segments_produced": segmenter.segments_produced,

@@ -40,6 +40,12 @@ class HubSettings:
     duplicate_publish: str = "takeover"  # or "reject"
     max_stream_memory: int = 64 * 1024 * 1024
     ended_retention: float = ENDED_RETENTION_SECONDS
+    part_duration: float | None = 0.333  # LL-HLS PART-TARGET; None: no LL-HLS rendition
+
+    def check(self) -> None:
+        """Raise ValueError for settings no segmenter could be made with (a start-up error
+        is better than every publish failing)."""
+        Segmenter(self.segment_duration, self.playlist_size, part_duration=self.part_duration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +252,7 @@ class StreamHub:
             label=name,
             on_segment=lambda info: self._segment_done(name, info),
             resume=resume,
+            part_duration=settings.part_duration,
         )
 
         live = LiveChannel(name, segmenter)

@@ -54,7 +54,7 @@ SEGMENT_DURATION_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10
 MAX_TRACKED_CLIENTS = 50_000
 # Shortest viewer window: a playlist that has not advertised a target yet.
 MIN_VIEWER_WINDOW_SECONDS = 1.0
-_VIEWER_KINDS = ("playlist", "segment")
+_VIEWER_KINDS = ("playlist", "ll_playlist", "segment")
 
 
 class HlsTraffic:
@@ -177,8 +177,6 @@ class ServerCollector(Collector):
             yield family
 
     def _families(self) -> Iterator[Metric]:
-        for source in self._sources:
-            yield from source()
         yield from self._rtmp_metrics()
         if self._http is not None:
             yield from self._http_metrics(self._http())

@@ -30,12 +30,17 @@ ORIGIN_KEEPALIVE_SECONDS = 10.0
 ORIGIN_CONNECTIONS = 256
 # The start of an origin's 404 text kept to tell the viewer (it says why).
 MAX_REASON_BYTES = 256
+# Origin answers passed on to the viewer as they are (see Outcome.REFUSED).
+_REFUSALS = (400, 503)
 
 
 class Outcome(enum.Enum):
     OK = "ok"
     NOT_MODIFIED = "not_modified"
     NOT_FOUND = "not_found"
+    # The origin declined the request as asked: 400 (an LL-HLS directive past the live
+    # edge) or 503 (a blocking request it could not answer in time). The viewer gets it.
+    REFUSED = "refused"
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     BAD_STATUS = "bad_status"
@@ -44,7 +49,8 @@ class Outcome(enum.Enum):
     @property
     def failure(self) -> bool:
         """The origin did not do its job (as opposed to answering "no such thing")."""
-        return self not in (Outcome.OK, Outcome.NOT_MODIFIED, Outcome.NOT_FOUND)
+        return self not in (Outcome.OK, Outcome.NOT_MODIFIED, Outcome.NOT_FOUND,
+                            Outcome.REFUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +58,17 @@ class Reply:
     outcome: Outcome
     body: bytes = b""
     etag: str | None = None
-    detail: str = ""  # for logs, and the viewer's text on a 404
+    detail: str = ""  # for logs, and the viewer's text on a 404 or a refusal
+    status: int = 0  # the origin's status, for REFUSED
 
     def failed(self) -> Failed:
-        """What a viewer is told when the origin failed: too slow 504, else 502.
+        """What a viewer is told when the origin failed: too slow 504, else 502; a
+        refusal as the origin said it.
 
         What went wrong, not where: node addresses stay in the log.
         """
+        if self.outcome is Outcome.REFUSED:
+            return Failed(self.status, self.detail)
         status = 504 if self.outcome is Outcome.TIMEOUT else 502
         return Failed(status, _VIEWER_TEXT.get(self.outcome, "origin failed"))
 
@@ -109,9 +119,10 @@ async def _reply(response: aiohttp.ClientResponse) -> Reply:
     status = response.status
     if status == 304:
         return Reply(Outcome.NOT_MODIFIED, etag=response.headers.get("ETag"))
-    if status == 404:
-        reason = await response.content.read(MAX_REASON_BYTES)
-        return Reply(Outcome.NOT_FOUND, detail=reason.decode(errors="replace").strip())
+    if status in (404, *_REFUSALS):
+        reason = (await response.content.read(MAX_REASON_BYTES)).decode(errors="replace")
+        outcome = Outcome.NOT_FOUND if status == 404 else Outcome.REFUSED
+        return Reply(outcome, detail=reason.strip(), status=status)
     if status != 200:
         return Reply(Outcome.BAD_STATUS, detail=f"answered {status}")
     length = response.content_length

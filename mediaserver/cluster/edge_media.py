@@ -64,6 +64,8 @@ class MediaRelay:
             return found
         if reply.outcome is Outcome.NOT_FOUND:
             return Missing(reply.detail or "segment expired or unknown")
+        if reply.outcome is Outcome.REFUSED:
+            return reply.failed()  # a hinted part that did not come in time: 503
         log.warning("edge: media fetch failed channel=%s origin=%s path=%s: %s %s",
                     channel, origin, path, reply.outcome.value, reply.detail)
         return reply.failed()

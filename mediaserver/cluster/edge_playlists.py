@@ -7,6 +7,14 @@ its answer stays fresh for PLAYLIST_FRESH_SECONDS, so however many viewers poll
 an edge, the origin sees about one. Refetches are conditional (If-None-Match),
 so an unchanged playlist costs the origin a 304.
 
+LL-HLS: a blocking reload (_HLS_msn/_HLS_part) is one key per (channel, path,
+msn, part, skip), so all of an edge's viewers waiting for the same part wait on
+one origin request, which the origin holds until the part lands. Its timeout
+follows the origin's limit (three target durations, read from the last copy).
+The origin's 400 (a directive past the live edge), and its 503 to a blocking
+reload (the part did not come), are passed on as they are; a 503 to a plain
+request is an origin going down, ridden through with the last copy.
+
 The last good copy of each playlist is kept: when the origin cannot be reached,
 answers 404 or the registry says nobody holds the channel, viewers get that copy
 (as it was: no ENDLIST added) for up to the grace period after it was fetched, so
@@ -42,8 +50,12 @@ PLAYLIST_FRESH_SECONDS = 0.5
 # the viewer would be polling again anyway.
 PLAYLIST_TIMEOUT = 2.0
 # An LL-HLS blocking reload is held by the origin until the part it names exists, up to
-# three target durations (RFC 8216bis 6.2.5.2); past that the origin answers anyway.
+# three target durations (RFC 8216bis 6.2.5.2); past that the origin answers 503. The
+# floor covers the default 2 s target; with a longer one the limit follows it, plus
+# this much for the answer to travel.
 BLOCKING_RELOAD_TIMEOUT = 8.0
+BLOCKING_TARGETS = 3
+BLOCKING_MARGIN_SECONDS = 2.0
 # Playlists remembered (fresh answers, last copies). Every key a viewer can make costs an
 # entry; past this the oldest go first, so varying queries cannot grow the tables.
 MAX_PLAYLIST_KEYS = 4096
@@ -63,7 +75,8 @@ def directives(query: str) -> str:
     if not query:
         return ""
     pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(name, value) for name, value in pairs if name.startswith("_HLS_")])
+    # In name order: players differ in the order they write them, the origin does not care.
+    return urlencode(sorted((name, value) for name, value in pairs if name.startswith("_HLS_")))
 
 
 def _form(query: str) -> str:
@@ -130,7 +143,12 @@ class PlaylistRelay:
         channel, path, query = key
         copy = self._copies.get(form)
         etag = copy.etag if copy is not None and copy.origin == origin else None
-        timeout = BLOCKING_RELOAD_TIMEOUT if _BLOCKING & _names(query) else PLAYLIST_TIMEOUT
+        timeout = PLAYLIST_TIMEOUT
+        blocking = bool(_BLOCKING & _names(query))
+        if blocking:
+            target = _target_duration(copy.found.body) if copy is not None else 0
+            timeout = max(BLOCKING_RELOAD_TIMEOUT,
+                          BLOCKING_TARGETS * target + BLOCKING_MARGIN_SECONDS)
         url = f"{origin}{path}?{query}" if query else origin + path
         reply = await self._client.get(url, timeout, etag)
         self._stats.fetches[("playlist", reply.outcome.value)] += 1
@@ -143,7 +161,10 @@ class PlaylistRelay:
         if reply.outcome is Outcome.NOT_MODIFIED and etag is not None and copy is not None:
             self._keep(form, _Copy(copy.found, origin, etag, self._clock()))
             return copy.found
-        if reply.outcome.failure or reply.outcome is Outcome.NOT_MODIFIED:
+        refused = reply.outcome is Outcome.REFUSED
+        if refused and (blocking or reply.status == 400):
+            return reply.failed()  # the origin's answer to this request, not an outage
+        if reply.outcome.failure or refused or reply.outcome is Outcome.NOT_MODIFIED:
             log.warning("edge: playlist fetch failed channel=%s origin=%s: %s %s",
                         channel, origin, reply.outcome.value, reply.detail)
         fallback = self._fallback(form)
@@ -182,3 +203,12 @@ class PlaylistRelay:
 
 def _names(query: str) -> frozenset[str]:
     return frozenset(name for name, _ in parse_qsl(query, keep_blank_values=True))
+
+
+def _target_duration(playlist: bytes) -> int:
+    """EXT-X-TARGETDURATION of a playlist body (0 if it has none)."""
+    at = playlist.find(b"#EXT-X-TARGETDURATION:")
+    if at < 0:
+        return 0
+    value = playlist[at + len(b"#EXT-X-TARGETDURATION:"):].split(b"\n", 1)[0].strip()
+    return int(value) if value.isdigit() else 0

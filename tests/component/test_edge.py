@@ -8,6 +8,7 @@ The edge serves through the same hls.http routes a node uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -102,8 +103,9 @@ async def start_origin(channels: dict[str, Segmenter]) -> tuple[Origin, TestServ
     return origin, server
 
 
-@pytest.fixture
-async def cluster(cam: Segmenter) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def cluster_of(cam: Segmenter) -> AsyncIterator[Cluster]:
+    """A steerable origin holding channel "cam", and an edge node in front of it."""
     origin, server = await start_origin({"cam": cam})
     url = f"http://127.0.0.1:{server.port}"
     where = {"cam": url}
@@ -118,6 +120,12 @@ async def cluster(cam: Segmenter) -> AsyncIterator[Cluster]:
         yield Cluster(origin, url, where, edge, viewer)
     await edge.close()
     await server.close()
+
+
+@pytest.fixture
+async def cluster(cam: Segmenter) -> AsyncIterator[Cluster]:
+    async with cluster_of(cam) as made:
+        yield made
 
 
 def first_segment(segmenter: Segmenter) -> str:

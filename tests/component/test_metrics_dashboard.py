@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from hls.segmenter import Segmenter
 from mediaserver.dashboard import STATIC_DIR, Dashboard
 from mediaserver.hub import HubSettings, StreamHub
 from mediaserver.metrics import HlsTraffic
@@ -59,11 +60,16 @@ async def test_streams_json_shows_health_but_no_secrets(dashboard) -> None:
     assert card["keyframe_interval"] == 2.0 and card["fps"] > 0 and card["bitrate_bps"] > 0
     assert card["audio_codec"] == "aac" and card["sample_rate"] == 48000
     assert card["playback_url"] == "/live/cam1/index.m3u8"
+    assert card["ll_playback_url"] == "/live/cam1/ll.m3u8"  # LL-HLS is on by default
     assert card["thumbnail_url"] == "/live/cam1/thumbnail.jpg"
     assert card["playlist_ready"] is True and card["viewers"] == 0
     assert card["warnings"] == []
     text = await response.text()
     assert "203.0.113.9" not in text and "key" not in text.replace("keyframe", "")
+
+    hub.channels["cam1"].segmenter = Segmenter()  # a channel made with LL-HLS off
+    [card] = (await (await client.get("/dashboard/streams.json")).json())["streams"]
+    assert card["ll_playback_url"] is None
 
     hub.kick("cam1", "test")
     [card] = (await (await client.get("/dashboard/streams.json")).json())["streams"]

@@ -89,11 +89,12 @@ def test_smoke_publishes_keeps_up_and_measures(clip_path: Path) -> None:
     assert result["stalls"] == 0
 
 
-def run_benchmark(*args: str) -> None:
+def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m benchmarks ARGS` as a user runs it; it must succeed."""
     done = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
 
 
 @NEEDS_REDIS
@@ -129,16 +130,38 @@ def test_edge_benchmark_measures_a_real_cluster(clip_path: Path, tmp_path: Path)
 
 
 async def test_in_process_pipeline_cuts_segments_and_measures_cpu(clip_path: Path) -> None:
-    result = await pipeline.measure(ChunkedClip.build(read_flv(clip_path)), streams=2,
-                                    passes=2, loops=2)
-    assert result.media_seconds == pytest.approx(12, abs=0.5)  # 2 loops of the 6 s clip
-    # 12 s of 1 s GOPs at the default 2 s target: the real segmenter cut about six each.
-    assert 4 <= result.segments_per_stream <= 7
-    assert len(result.ms_per_stream_second) == 2
-    assert all(value > 0 for value in result.ms_per_stream_second)
-    # The ingest part is measured inside each pass, so it is some of it, never all.
-    assert all(0 < ingest < whole for ingest, whole in
-               zip(result.ingest_ms_per_stream_second, result.ms_per_stream_second, strict=True))
+    results = await pipeline.measure(ChunkedClip.build(read_flv(clip_path)), streams=2,
+                                     passes=2, loops=2, ll_hls=(True, False))
+    assert set(results) == {True, False}
+    for result in results.values():
+        assert result.media_seconds == pytest.approx(12, abs=0.5)  # 2 loops of the 6 s clip
+        # 12 s of 1 s GOPs at the default 2 s target: the real segmenter cut about six each.
+        assert 4 <= result.segments_per_stream <= 7
+        assert len(result.ms_per_stream_second) == 2
+        assert all(value > 0 for value in result.ms_per_stream_second)
+        # The ingest part is measured inside each pass, so it is some of it, never all.
+        assert all(0 < ingest < whole for ingest, whole in
+                   zip(result.ingest_ms_per_stream_second, result.ms_per_stream_second,
+                       strict=True))
+
+
+def test_cmafmux_compares_the_muxers(clip_path: Path) -> None:
+    done = run_benchmark("cmafmux", "--passes", "1", "--loops", "1", "--clip", str(clip_path))
+    figures = {line.split()[0]: float(line.split()[1]) for line in done.stdout.splitlines()
+               if line.startswith("  ")}
+    assert set(figures) == {"ours", "pyav", "ts"} and all(v > 0 for v in figures.values())
+
+
+def test_llviewers_follows_parts_and_reads_the_servers_wakeups(clip_path: Path,
+                                                               tmp_path: Path) -> None:
+    run_benchmark("llviewers", "--viewers", "4", "--seconds", "4", "--clip", str(clip_path),
+                  "--out", str(tmp_path), "--server-cpu", "-1", "--ours-arg=--segment-duration=1")
+    [report] = tmp_path.glob("llviewers-*.json")
+    result = json.loads(report.read_text())
+    assert result["started"] == 4 and result["errors"] == 0 and result["stalls"] == 0
+    assert result["answers"] > 20 and result["parts_fetched"] > 20
+    assert result["server_wakeup_ms"]["count"] > 0
+    assert result["after_ingest_ms"]["p50"] > 0 and result["wait_ms"]["p50"] > 100
 
 
 def _soak(clip_path: Path, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str],

@@ -216,12 +216,12 @@ def test_forced_cut_segment_suspends_independent_segments() -> None:
     assert "#EXT-X-INDEPENDENT-SEGMENTS" in playlist.render()
 
 
-def test_parts_are_carried_but_not_rendered_yet() -> None:
-    playlist = MediaPlaylist()
-    part = PartialSegment(0.5, "seg0.ts", independent=True, byte_range=(0, 1000))
-    add(playlist, parts=(part,))
+def test_parts_stay_out_of_the_ts_playlist() -> None:
+    playlist = MediaPlaylist(part_target=0.5)
+    part = PartialSegment(0.5, "part0.m4s", independent=True)
+    add(playlist, parts=(part,), ll_uri="seg0.m4s", map_uri="init.mp4")
     assert playlist.segments[0].parts == (part,)
-    assert "PART" not in playlist.render()
+    assert "PART" not in playlist.render() and "m4s" not in playlist.render()
 
 
 def test_segment_without_wall_clock_has_no_program_date_time() -> None:

@@ -1,0 +1,121 @@
+"""What viewers can fetch of one channel's finished segments, by name, and what it weighs.
+
+Each finished segment is held as one entry with every resource made from it: its
+TS bytes, and with LL-HLS its parts and its fMP4 form (the parts back to back,
+so it weighs nothing more). An entry is listed while the segment is in the playlist,
+then expired: still fetchable until a deadline (RFC 8216 6.2.2: its duration
+plus the longest playlist it appeared in; parts stay as long, which covers
+RFC 8216bis 6.2.2's three target durations after their EXT-X-PART tags go).
+Init sections are shared by the segments that need them and held while any does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .chunks import Chunks
+
+Data = bytes | bytearray | memoryview | Chunks
+
+
+@dataclass(slots=True)
+class _Held:
+    key: str
+    resources: dict[str, Data]
+    size: int  # bytes this entry owns (resources that share buffers count once)
+    init: str | None
+    longest_playlist: float = 0.0  # seconds: the longest playlist it appeared in
+    deadline: float = math.inf  # clock time it stops being served, once expired
+    names: list[str] = field(default_factory=list)
+
+
+class SegmentStore:
+    """Listed and expired segments by key (the TS name), every resource by its name."""
+
+    __slots__ = ("_by_name", "_expired", "_inits", "_listed", "bytes_expired", "bytes_inits",
+                 "bytes_listed")
+
+    def __init__(self) -> None:
+        self._listed: dict[str, _Held] = {}
+        self._expired: dict[str, _Held] = {}  # insertion order: oldest first
+        self._by_name: dict[str, _Held] = {}
+        self._inits: dict[str, list[bytes | int]] = {}  # name -> [bytes, segments needing it]
+        # Kept as running totals: the segmenter checks the memory cap on every frame.
+        self.bytes_listed = 0
+        self.bytes_expired = 0
+        self.bytes_inits = 0
+
+    def add(self, key: str, resources: dict[str, Data], size: int,
+            init: tuple[str, bytes] | None = None) -> None:
+        """List a finished segment under `key`; `init` is the section its fMP4 form needs."""
+        held = _Held(key, resources, size, init[0] if init else None)
+        self._listed[key] = held
+        self.bytes_listed += size
+        for name in resources:
+            self._by_name[name] = held
+            held.names.append(name)
+        if init is not None:
+            entry = self._inits.get(init[0])
+            if entry is None:
+                entry = self._inits[init[0]] = [init[1], 0]
+                self.bytes_inits += len(init[1])
+            entry[1] += 1  # type: ignore[operator]
+
+    def get(self, name: str, now: float) -> Data | None:
+        held = self._by_name.get(name)
+        if held is not None:
+            if now > held.deadline:
+                self._forget(held)
+                return None
+            return held.resources[name]
+        init = self._inits.get(name)
+        return init[0] if init is not None else None  # type: ignore[return-value]
+
+    def note_listed_in(self, keys: list[str], playlist_seconds: float) -> None:
+        """These listed segments appeared in a playlist this long."""
+        for key in keys:
+            held = self._listed[key]
+            held.longest_playlist = max(held.longest_playlist, playlist_seconds)
+
+    def expire(self, key: str, duration: float, now: float) -> None:
+        """A segment slid out of the playlist: keep it for its duration plus the longest
+        playlist it appeared in, a player's worst case for asking (RFC 8216 6.2.2)."""
+        held = self._listed.pop(key)
+        self.bytes_listed -= held.size
+        held.deadline = now + duration + held.longest_playlist
+        self._expired[key] = held
+        self.bytes_expired += held.size
+
+    def unlist(self, key: str) -> int:
+        """Drop a listed segment at once (memory pressure); the bytes it freed."""
+        return self._forget(self._listed[key])
+
+    def purge(self, now: float) -> None:
+        # Deadlines are not in expiry order (durations differ): look at each; few are kept.
+        for held in [h for h in self._expired.values() if now > h.deadline]:
+            self._forget(held)
+
+    def forget_oldest_expired(self) -> int | None:
+        """Drop the oldest expired segment (memory pressure); its bytes, None if none."""
+        if not self._expired:
+            return None
+        return self._forget(next(iter(self._expired.values())))
+
+    def _forget(self, held: _Held) -> int:
+        if held.deadline == math.inf:
+            del self._listed[held.key]
+            self.bytes_listed -= held.size
+        else:
+            del self._expired[held.key]
+            self.bytes_expired -= held.size
+        for name in held.names:
+            if self._by_name.get(name) is held:
+                del self._by_name[name]
+        if held.init is not None:
+            entry = self._inits[held.init]
+            entry[1] -= 1  # type: ignore[operator]
+            if entry[1] == 0:
+                del self._inits[held.init]
+                self.bytes_inits -= len(entry[0])  # type: ignore[arg-type]
+        return held.size
