@@ -109,8 +109,8 @@ class MediaServer:
         """Start every part; if one fails, whatever had started is closed again.
 
         Each part is pushed onto one exit stack as it starts, so stop() and a failed
-        start unwind the same way: RTMP, the hub (ending every playlist while HTTP
-        still serves it), HTTP, sockets, webhooks, the store.
+        start unwind the same way: every playlist ended (while HTTP still serves it),
+        RTMP, the hub, HTTP, sockets, webhooks, the store.
         """
         async with contextlib.AsyncExitStack() as stack:
             await self._start(stack)
@@ -202,6 +202,9 @@ class MediaServer:
         )
         stack.push_async_callback(self.rtmp.close)
         await self.rtmp.start(sock=rtmp_sock)
+        # First at stop: every playlist gets its last segment and ENDLIST as one change,
+        # which a request held for it (an edge following it) is answered with.
+        stack.callback(self.hub.shutdown)
         if self.private_http_address is None:
             log.info(
                 "listening rtmp://%s:%d/%s http://%s:%d/",
