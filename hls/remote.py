@@ -38,6 +38,8 @@ class Kind(enum.Enum):
 
     PLAYLIST = "playlist"  # changes as the stream goes: fetched often, shared briefly
     MEDIA = "media"  # a segment, part or init section: its name is never reused (immutable)
+    # Changes now and then under one name (a channel's thumbnail): shared for a few seconds.
+    SNAPSHOT = "snapshot"
 
 
 @dataclass(frozen=True, slots=True)

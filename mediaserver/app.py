@@ -31,7 +31,7 @@ from rtmp.server import RtmpServer
 from .cluster import Cluster, ClusterSettings
 from .cluster.edge import Locate, ProxyEdge, RedirectEdge, make_edge
 from .config import Config
-from .dashboard import Dashboard
+from .dashboard import ClusterCards, Dashboard
 from .fdlimit import plan_caps, raise_fd_limit
 from .first_start import FirstStart, ensure_demo_channel, load_or_create_token, public_urls
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
@@ -249,9 +249,13 @@ class MediaServer:
         add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request, remote=self.edge)
         signals = app[HLS_SIGNALS]
         self.metrics.sources.append(lambda: blocked_request_families(signals))
-        self.thumbnails.add_routes(app)
+        self.thumbnails.add_routes(app, remote=self.edge)
         self.metrics.add_routes(app)
-        Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)
+        cards = None
+        if self.cluster is not None:
+            cards = ClusterCards(self._node, self.cluster.live.elsewhere,
+                                 proxied=isinstance(self.edge, ProxyEdge))
+        Dashboard(self.hub, traffic.viewers, API_PREFIX, cluster=cards).add_routes(app)
         live: LiveControl = self.cluster.live if self.cluster is not None else HubLive(self.hub)
         app.add_subapp(API_PREFIX, create_api_app(self.store, live, self.token, self.urls))
         app.router.add_get("/healthz", self._healthz)

@@ -12,7 +12,7 @@ from ..metrics import NAMESPACE
 from .edge_share import ByteLru
 
 # Series present from the start, so that a dashboard has a line before the first fetch.
-KINDS = ("playlist", "media")
+KINDS = ("playlist", "media", "snapshot")
 
 
 @dataclass(slots=True)
