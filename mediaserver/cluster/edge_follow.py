@@ -22,7 +22,6 @@ origin.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +29,7 @@ from hls.remote import Found, RemoteAnswer
 
 from .edge_locate import LocateError, Locator
 from .edge_metrics import EdgeStats
+from .tasks import cancel_all
 
 log = logging.getLogger("mediaserver.edge")
 
@@ -131,12 +131,7 @@ class Followers:
 
     async def close(self) -> None:
         """Stop following (shutdown): the held requests are cancelled, the origins hear it."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
 
 
 def _ended(playlist: Found) -> bool:

@@ -7,7 +7,6 @@ picture (fetched from the origin through the edge) and plays it through the edge
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,6 @@ from tests.m3u8 import parse_playlist
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def card_on(session: aiohttp.ClientSession, node: MediaServer, channel: str

@@ -21,7 +21,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from benchmarks.servers import OurServer
-from control_api.redis_store import connect
 from mediaserver.app import MediaServer
 from mediaserver.cluster.registry import LOCATE_CACHE_SECONDS, NODE_TTL_SECONDS
 from tests.live import (
@@ -44,19 +43,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "cluster-token"
 # Polling adds a little to any measured delay.
 POLL_SLACK = 0.5
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @contextlib.asynccontextmanager
@@ -83,6 +69,21 @@ async def subprocess_node(redis_url: str, *args: str) -> AsyncIterator[tuple[Our
         with contextlib.suppress(ProcessLookupError):
             os.kill(node.pid, signal.SIGCONT)
         await node.stop()
+
+
+@contextlib.asynccontextmanager
+async def process_and_node(tmp_path: Path, redis_url: str
+                           ) -> AsyncIterator[tuple[OurServer, str, MediaServer, str]]:
+    """A `mediaserver serve` process (to stop or kill for real) and an in-process node on
+    one store, with channel cam1: (the process, its node id, the node, cam1's key)."""
+    async with subprocess_node(redis_url) as (process, process_id), \
+            nodes(tmp_path, redis_url, 1) as (node,):
+        key = await node.store.create_channel("cam1")  # type: ignore[union-attr]
+        yield process, process_id, node, key
+
+
+def rtmp_of(process: OurServer, key: str) -> str:
+    return f"rtmp://127.0.0.1:{process.rtmp_port}/live/{key}"
 
 
 def node_url(port: int, path: str) -> str:
@@ -288,12 +289,10 @@ async def test_every_node_lists_every_stream_and_metrics_say_which_node(
 async def test_failover_after_sigkill_carries_the_playlist_on(
         tmp_path: Path, clip: Path, redis_server: RedisServer, raw: aioredis.Redis,
         session: aiohttp.ClientSession) -> None:
-    async with subprocess_node(redis_server.url) as (doomed, doomed_id), \
-            nodes(tmp_path, redis_server.url, 1) as (survivor,):
-        key = await survivor.store.create_channel("cam1")  # type: ignore[union-attr]
+    async with process_and_node(tmp_path, redis_server.url) as (
+            doomed, doomed_id, survivor, key):
         playlist_url = node_url(doomed.http_port, "/live/cam1/index.m3u8")
-        async with publishing(f"rtmp://127.0.0.1:{doomed.rtmp_port}/live/{key}", clip,
-                              loops=3):
+        async with publishing(rtmp_of(doomed, key), clip, loops=3):
             before: Playlist = await wait_for(
                 lambda: _min_segments(playlist_at(session, playlist_url), 3), timeout=20,
                 what="three segments on the doomed node")

@@ -14,7 +14,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from control_api.live import StreamStats
-from control_api.redis_store import connect
 from hls.resume import PlaylistResume
 from mediaserver.cluster.bus import ControlBus
 from mediaserver.cluster.failover import ResumeRecords
@@ -25,13 +24,6 @@ from tests.live import wait_for
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 def stats(channel: str) -> StreamStats:

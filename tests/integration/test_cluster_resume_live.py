@@ -9,20 +9,19 @@ test_cluster_live.test_failover_after_sigkill_carries_the_playlist_on).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from control_api.redis_store import connect
 from mediaserver.app import MediaServer
 from tests.integration.test_cluster_live import (
     node_url,
     nodes,
     playlist_at,
-    subprocess_node,
+    process_and_node,
+    rtmp_of,
 )
 from tests.live import http_url, publish, publishing, rtmp_url, stop_process, wait_for
 from tests.m3u8 import Playlist
@@ -33,19 +32,6 @@ pytestmark = pytest.mark.integration
 RESUME_KEY = "ms:resume:cam1"
 # How long a forget may take to reach Redis once the playlist ended: one write round.
 FORGET_SECONDS = 2.0
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def recorded_by(raw: aioredis.Redis, node: str) -> bool:
@@ -81,12 +67,10 @@ async def starts_anew(session: aiohttp.ClientSession, node: MediaServer, key: st
 async def test_a_clean_stop_forgets_the_playlist_state_and_a_publish_elsewhere_starts_anew(
         tmp_path: Path, clip: Path, redis_server: RedisServer, raw: aioredis.Redis,
         session: aiohttp.ClientSession) -> None:
-    async with subprocess_node(redis_server.url) as (stopping, stopping_id), \
-            nodes(tmp_path, redis_server.url, 1) as (other,):
-        key = await other.store.create_channel("cam1")  # type: ignore[union-attr]
+    async with process_and_node(tmp_path, redis_server.url) as (
+            stopping, stopping_id, other, key):
         url = node_url(stopping.http_port, "/live/cam1/index.m3u8")
-        async with publishing(f"rtmp://127.0.0.1:{stopping.rtmp_port}/live/{key}", clip,
-                              loops=3):
+        async with publishing(rtmp_of(stopping, key), clip, loops=3):
             await wait_for(lambda: segments_at(session, url, 2), timeout=20,
                            what="two segments on the node about to stop")
             await wait_for(lambda: recorded_by(raw, stopping_id), timeout=5,

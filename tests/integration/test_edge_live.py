@@ -80,12 +80,20 @@ def proxy(server: MediaServer) -> ProxyEdge:
     return server.edge
 
 
-async def test_the_edge_serves_the_origins_playlist_and_segments_fetching_each_once(
-        tmp_path: Path, clip: Path) -> None:
+@contextlib.asynccontextmanager
+async def origin_and_edge(tmp_path: Path) -> AsyncIterator[
+        tuple[MediaServer, MediaServer, aiohttp.ClientSession, str]]:
+    """An origin, an edge in front of it, a client, and the key of CHANNEL on the origin."""
     async with running_server(tmp_path / "origin") as origin, \
             edge_node(tmp_path / "edge", registry_of(origin)) as edge, \
             aiohttp.ClientSession() as session:
         key = await origin.store.create_channel(CHANNEL)  # type: ignore[union-attr]
+        yield origin, edge, session, key
+
+
+async def test_the_edge_serves_the_origins_playlist_and_segments_fetching_each_once(
+        tmp_path: Path, clip: Path) -> None:
+    async with origin_and_edge(tmp_path) as (origin, edge, session, key):
         path = f"/live/{CHANNEL}/index.m3u8"
         # Before the first edge request: one freshness window long enough that the
         # burst below is sure to fall in it on a loaded machine, and no follower (the
@@ -155,10 +163,7 @@ async def poll(session: aiohttp.ClientSession, url: str, until: asyncio.Event,
 
 async def test_an_edge_follows_the_playlist_one_origin_answer_per_segment_and_hears_the_end(
         tmp_path: Path, clip: Path) -> None:
-    async with running_server(tmp_path / "origin") as origin, \
-            edge_node(tmp_path / "edge", registry_of(origin)) as edge, \
-            aiohttp.ClientSession() as session:
-        key = await origin.store.create_channel(CHANNEL)  # type: ignore[union-attr]
+    async with origin_and_edge(tmp_path) as (origin, edge, session, key):
         path = f"/live/{CHANNEL}/index.m3u8"
         stats = proxy(edge).stats
         async with publishing(rtmp_url(origin, key), clip, loops=2):
