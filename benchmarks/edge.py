@@ -7,8 +7,11 @@ by side in one run:
 
 1. Latency of playlist and segment requests straight from the origin and through
    an edge (sequential requests, so each one's time is its own, not a queue's):
-   playlists from the edge's fresh copy and as refetches from the origin, segments
-   as the edge's first fetch of them and as cache hits.
+   playlists from the edge's copy, and spaced out (past the half second an edge once
+   reused a copy for, so that on such an edge each one was a refetch from the origin),
+   segments as the edge's first fetch of them and as cache hits.
+   Then how much later a new segment shows in the edge's playlist than in the
+   origin's: both polled every few milliseconds while the stream goes on.
 2. The origin's cost of an audience: origin HLS requests per second and origin CPU
    while 1 viewer watches it directly, while `--viewers` viewers spread over the
    edges watch, and while the same number watch it directly. Edges fetch each
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -28,8 +32,6 @@ from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
-
-from mediaserver.cluster.edge_playlists import PLAYLIST_FRESH_SECONDS
 
 from . import procstats
 from .clip import BENCH_CLIP, ensure_clip
@@ -44,8 +46,15 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHANNEL = "bench0"  # what OurServer.prepare(1) creates
 # Viewers join spread over this long, as an audience does, not in one burst.
 ARRIVAL_SPREAD = 2.0
-# Playlist requests spaced past the edge's freshness (half a second each).
+# Playlist requests spaced past the half second an edge used to reuse its copy for
+# (before it followed the origin's playlist), so that each was a refetch there.
 REFETCH_SAMPLES = 40
+REFETCH_SPACING = 0.55
+# How often the news-delay pollers ask the origin and the edge (each on its own): the
+# delay's resolution. A few ms of requests to each node is little load for 20 s.
+NEWS_POLL_SECONDS = 0.005
+# New segments watched for the news delay (one per GOP of the clip, 2 s).
+NEWS_SEGMENTS = 10
 # An origin that has not published this many segments after this long is broken.
 READY_SEGMENTS, READY_SECONDS = 4, 30.0
 
@@ -93,6 +102,32 @@ async def first_fetches(session: aiohttp.ClientSession, origin: str, edge: str, 
     return Summary.of(samples)
 
 
+async def first_seen(session: aiohttp.ClientSession, url: str, deadline: float
+                     ) -> dict[str, float]:
+    """Poll a playlist until the deadline: when each segment URI first showed in it."""
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        status, body, _ = await timed_get(session, url)
+        now = time.monotonic()
+        if status == 200:
+            for segment in parse_media_playlist(body.decode()).segments:
+                seen.setdefault(segment.uri, now)
+        await asyncio.sleep(NEWS_POLL_SECONDS)
+    return seen
+
+
+async def news_delay(session: aiohttp.ClientSession, origin_url: str, edge_url: str,
+                     segments: int) -> Summary | None:
+    """How much later each new segment showed in the edge's playlist than in the
+    origin's (both polled at once); segments already listed at the start do not count."""
+    deadline = time.monotonic() + segments * BENCH_CLIP.gop_seconds + 1.0
+    origin_seen, edge_seen = await asyncio.gather(first_seen(session, origin_url, deadline),
+                                                  first_seen(session, edge_url, deadline))
+    start = min(origin_seen.values(), default=0.0)
+    return Summary.of([edge_seen[uri] - at for uri, at in origin_seen.items()
+                       if at > start and uri in edge_seen])
+
+
 async def hls_requests(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
     """The server's HLS answers so far, by kind (all statuses)."""
     async with session.get(f"{base}/metrics") as response:
@@ -135,11 +170,14 @@ async def audience(session: aiohttp.ClientSession, origin: OurServer, playlist_u
 
 
 async def measure(requests: int, viewers: int, edges: int, seconds: float,
-                  clip: Path | None = None) -> dict[str, object]:
+                  clip: Path | None = None, command: list[str] | None = None,
+                  news_segments: int = NEWS_SEGMENTS) -> dict[str, object]:
+    """`command`: argv that runs our server up to `serve` (another checkout, say)."""
     clip = clip or ensure_clip(BENCH_CLIP)
     with RedisServer() as redis:
-        origin = OurServer(cpu=None, extra_args=["--store", redis.url])
-        nodes = [OurServer(cpu=None, extra_args=["--store", redis.url]) for _ in range(edges)]
+        origin = OurServer(cpu=None, extra_args=["--store", redis.url], command=command)
+        nodes = [OurServer(cpu=None, extra_args=["--store", redis.url], command=command)
+                 for _ in range(edges)]
         ffmpeg: asyncio.subprocess.Process | None = None
         try:
             await asyncio.gather(origin.start(), *(node.start() for node in nodes))
@@ -149,8 +187,9 @@ async def measure(requests: int, viewers: int, edges: int, seconds: float,
                 "-i", str(clip), "-c", "copy", "-f", "flv",
                 f"rtmp://{HOST}:{origin.rtmp_port}/live/{target.stream_name}",
                 stdin=asyncio.subprocess.DEVNULL)
-            return {"clip": clip.name,
-                    **await _measure(origin, nodes, requests, viewers, seconds)}
+            return {"clip": clip.name, "code": origin.code,
+                    **await _measure(origin, nodes, requests, viewers, seconds,
+                                     news_segments)}
         finally:
             if ffmpeg is not None and ffmpeg.returncode is None:
                 ffmpeg.kill()
@@ -159,7 +198,7 @@ async def measure(requests: int, viewers: int, edges: int, seconds: float,
 
 
 async def _measure(origin_server: OurServer, nodes: list[OurServer], requests: int,
-                   viewers: int, seconds: float) -> dict[str, object]:
+                   viewers: int, seconds: float, news_segments: int) -> dict[str, object]:
     origin = f"http://{HOST}:{origin_server.http_port}"
     edges = [f"http://{HOST}:{node.http_port}" for node in nodes]
     edge = edges[0]
@@ -175,10 +214,11 @@ async def _measure(origin_server: OurServer, nodes: list[OurServer], requests: i
         latencies = {
             "playlist_origin": await latency(session, [origin + playlist_path], requests),
             "playlist_edge": await latency(session, [edge + playlist_path], requests),
-            # Each one finds the edge's copy stale: it includes the origin refetch.
+            # Where an edge reused its copy for half a second, each was an origin refetch.
             "playlist_edge_refetch": await latency(
-                session, [edge + playlist_path], REFETCH_SAMPLES,
-                spacing=PLAYLIST_FRESH_SECONDS + 0.05),
+                session, [edge + playlist_path], REFETCH_SAMPLES, spacing=REFETCH_SPACING),
+            "playlist_news_edge_minus_origin": await news_delay(
+                session, origin + playlist_path, edge + playlist_path, news_segments),
         }
         # The newest three segments, fetched once through the edge first: the hit case.
         uris = await window(session, origin)
@@ -208,7 +248,7 @@ async def _measure(origin_server: OurServer, nodes: list[OurServer], requests: i
 
 def markdown(result: dict[str, object]) -> str:
     lines = [f"Edge vs origin, {result['requests']} sequential requests each "
-             f"(clip {result['clip']}):", "",
+             f"(clip {result['clip']}; {result.get('code', '')}):", "",
              "| request | p50 ms | p99 ms | max ms | n |", "|---|---:|---:|---:|---:|"]
     for name, summary in result["latency_seconds"].items():  # type: ignore[attr-defined]
         if summary is None:
@@ -242,11 +282,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--clip", type=Path, default=None,
                         help="an FLV file to publish (default: the cached bench clip)")
+    parser.add_argument("--news-segments", type=int, default=NEWS_SEGMENTS,
+                        help="new segments watched for the edge's news delay")
+    parser.add_argument("--ours-cmd", default=None,
+                        help="command that runs our server up to 'serve', for every node "
+                             "(default: this python -m mediaserver serve)")
 
 
 def run(args: argparse.Namespace) -> int:
+    command = shlex.split(args.ours_cmd) if args.ours_cmd else None
     result = asyncio.run(measure(args.requests, args.viewers, args.edges, args.seconds,
-                                 args.clip))
+                                 args.clip, command, args.news_segments))
     result["machine"] = machine_info()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ the body, its ETag and its gzipped form are made once per playlist change
 A channel not held here may be held by another node: with a RemoteSource
 (hls/remote.py) the handlers ask it and serve its answer with the same headers
 as a local channel's, so a player cannot tell which node holds the publisher.
+Another node's edge following a channel held here has its index.m3u8 request
+held until the playlist changes (hls.edge_hold).
 
 LL-HLS (RFC 8216bis): ``ll.m3u8`` is the fMP4 rendition with parts; its init
 sections (``.mp4``), parts and segments (``.m4s``) are immutable media like TS
@@ -40,9 +42,11 @@ from aiohttp.abc import AbstractStreamWriter
 
 from .chunks import Chunks
 from .directives import DirectiveError, Directives, parse_directives, satisfied, too_far
+from .edge_hold import HoldError, hold, requested_hold
 from .names import CHANNEL_NAME
 from .remote import (
     EDGE_HEADER,
+    WAIT_HEADER,
     Failed,
     Found,
     Kind,
@@ -191,7 +195,32 @@ class _Handlers:
         if not segmenter.playlist_ready:
             return self._done(request, "playlist", _not_found(_NOT_READY))
         version = self._version(segmenter, "ts", segmenter.render_playlist())
+        if WAIT_HEADER in request.headers:  # an edge following this playlist (hls.edge_hold)
+            refused = await self._hold_for_edge(request, segmenter, version)
+            if refused is not None:
+                return self._done(request, "playlist", refused)
+            version = self._version(segmenter, "ts", segmenter.render_playlist())
         return self._done(request, "playlist", _conditional(request, version))
+
+    async def _hold_for_edge(self, request: web.Request, segmenter: Segmenter,
+                             version: _PlaylistVersion) -> web.Response | None:
+        """Hold an edge's request while the playlist is still the one it has; the answer
+        instead when the wait is malformed (400) or the channel left this node (404)."""
+        channel = request.match_info["channel"]
+        try:
+            seconds = requested_hold(request.headers)
+        except HoldError as exc:
+            return self._bad_request(channel, str(exc))
+        if not seconds or segmenter.ended or not _etag_matches(
+                request.headers.get("If-None-Match"), version.identity.etag):
+            return None  # an ended playlist never changes: nothing to wait for
+        text = segmenter.render_playlist()
+        await hold(self.signals.of(segmenter), lambda: segmenter.render_playlist() != text,
+                   lambda: request.transport is None or self._lookup(channel) is not segmenter,
+                   seconds)
+        if self._lookup(channel) is not segmenter:
+            return _not_found("channel no longer held here")
+        return None
 
     async def ll_playlist(self, request: web.Request) -> web.Response:
         """ll.m3u8: delivery directives checked, a blocking reload held until it can be
@@ -247,7 +276,7 @@ class _Handlers:
         return version
 
     def _bad_request(self, channel: str, reason: str) -> web.Response:
-        log.info("bad LL-HLS request channel=%s: %s", channel, reason)
+        log.info("bad HLS request channel=%s: %s", channel, reason)
         headers = {"Cache-Control": "no-store"} | _CORS
         return web.Response(status=400, text=reason + "\n", headers=headers)
 

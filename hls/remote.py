@@ -10,6 +10,11 @@ that proxies or redirects to the origin); this module is the whole contract.
 A request that carries EDGE_HEADER came from another node's edge: it is
 answered from local state only, never passed on again, so stale cluster records
 can never make nodes fetch from each other in a loop.
+
+An edge follows a channel's FOLLOWED_PLAYLIST while it has viewers of it: its
+request carries If-None-Match (the copy it holds) and WAIT_HEADER (seconds), and
+the origin answers when the playlist differs from that copy, or 304 once the
+wait is over (hls.edge_hold). One answer per playlist change per edge.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from typing import Protocol
 
 # Set by an edge on every request it sends to an origin (its value names the edge node).
 EDGE_HEADER = "X-Mediaserver-Edge"
+# With EDGE_HEADER and If-None-Match: hold the request up to this many seconds until the
+# playlist differs from the ETag given.
+WAIT_HEADER = "X-Mediaserver-Wait"
+# The playlist an origin holds such requests for: the MPEG-TS one, which every player
+# polls. LL-HLS players block on ll.m3u8 already (_HLS_msn), and edges share those.
+FOLLOWED_PLAYLIST = "index.m3u8"
 
 
 class Kind(enum.Enum):
@@ -27,6 +38,8 @@ class Kind(enum.Enum):
 
     PLAYLIST = "playlist"  # changes as the stream goes: fetched often, shared briefly
     MEDIA = "media"  # a segment, part or init section: its name is never reused (immutable)
+    # Changes now and then under one name (a channel's thumbnail): shared for a few seconds.
+    SNAPSHOT = "snapshot"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from rtmp.server import RtmpServer
 from .cluster import Cluster, ClusterSettings
 from .cluster.edge import Locate, ProxyEdge, RedirectEdge, make_edge
 from .config import Config
-from .dashboard import Dashboard
+from .dashboard import ClusterCards, Dashboard
 from .fdlimit import plan_caps, raise_fd_limit
 from .first_start import FirstStart, ensure_demo_channel, load_or_create_token, public_urls
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
@@ -109,8 +109,8 @@ class MediaServer:
         """Start every part; if one fails, whatever had started is closed again.
 
         Each part is pushed onto one exit stack as it starts, so stop() and a failed
-        start unwind the same way: RTMP, the hub (ending every playlist while HTTP
-        still serves it), HTTP, sockets, webhooks, the store.
+        start unwind the same way: every playlist ended (while HTTP still serves it),
+        RTMP, the hub, HTTP, sockets, webhooks, the store.
         """
         async with contextlib.AsyncExitStack() as stack:
             await self._start(stack)
@@ -202,6 +202,9 @@ class MediaServer:
         )
         stack.push_async_callback(self.rtmp.close)
         await self.rtmp.start(sock=rtmp_sock)
+        # First at stop: every playlist gets its last segment and ENDLIST as one change,
+        # which a request held for it (an edge following it) is answered with.
+        stack.callback(self.hub.shutdown)
         if self.private_http_address is None:
             log.info(
                 "listening rtmp://%s:%d/%s http://%s:%d/",
@@ -246,9 +249,13 @@ class MediaServer:
         add_hls_routes(app, self.hub.segmenter, on_request=traffic.on_request, remote=self.edge)
         signals = app[HLS_SIGNALS]
         self.metrics.sources.append(lambda: blocked_request_families(signals))
-        self.thumbnails.add_routes(app)
+        self.thumbnails.add_routes(app, remote=self.edge)
         self.metrics.add_routes(app)
-        Dashboard(self.hub, traffic.viewers, API_PREFIX).add_routes(app)
+        cards = None
+        if self.cluster is not None:
+            cards = ClusterCards(self._node, self.cluster.live.elsewhere,
+                                 proxied=isinstance(self.edge, ProxyEdge))
+        Dashboard(self.hub, traffic.viewers, API_PREFIX, cluster=cards).add_routes(app)
         live: LiveControl = self.cluster.live if self.cluster is not None else HubLive(self.hub)
         app.add_subapp(API_PREFIX, create_api_app(self.store, live, self.token, self.urls))
         app.router.add_get("/healthz", self._healthz)

@@ -182,6 +182,9 @@ class StreamHub:
         self.segment_listeners: list[Callable[[str, SegmentInfo], None]] = []
         # Called once per sweep with the channels it dropped from memory.
         self.drop_listeners: list[Callable[[list[str]], None]] = []
+        # Called with a channel's name when its playlist ends for good (ENDLIST: an
+        # unpublish, the grace period over, a shutdown), after its last segment.
+        self.end_listeners: list[Callable[[str], None]] = []
         # Over every channel's HLS reader, ended channels included (for /metrics).
         self.reader_skips = SkipCounters()
         self.publishes_taken_over = 0
@@ -296,6 +299,11 @@ class StreamHub:
         if live.ended_at is None:
             live.ended_at = self._clock()
             log.info("playlist ended channel=%s (%s)", live.name, why)
+            for listener in self.end_listeners:
+                try:
+                    listener(live.name)
+                except Exception:
+                    log.exception("end listener failed on channel=%s", live.name)
 
     # ---- control --------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from .metrics import NAMESPACE
 def blocked_request_families(signals: Signals) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         f"{NAMESPACE}_hls_blocked_requests",
-        "LL-HLS requests held right now (blocking playlist reloads, preload-hinted parts).",
+        "Requests held right now: LL-HLS blocking playlist reloads and preload-hinted parts, "
+        "and other nodes' requests for index.m3u8 held until it changes (edges following it).",
         value=signals.waiting)
     wakeups = signals.wakeups
     buckets = []

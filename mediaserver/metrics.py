@@ -6,13 +6,15 @@ own is what cannot be read back later: HLS requests by kind and status, the
 clients each channel saw lately (viewers), and the segment duration histogram
 (fed once per segment). Each MediaServer gets its own CollectorRegistry, so
 several servers in one process (tests) never share or clash over series. In a
-cluster every one of our series carries a `node` label (the node id), so the
-series of several nodes scraped into one Prometheus never collide.
+cluster every series carries a `node` label (the node id), the standard process_*
+and python_* ones included, so the series of several nodes scraped into one
+Prometheus never collide.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -169,12 +171,7 @@ class ServerCollector(Collector):
         return []  # names are fixed; skip the registry's trial collect at register time
 
     def collect(self) -> Iterator[Metric]:
-        node = self._node() if self._node is not None else None
-        for family in self._families():
-            if node is not None:
-                family.samples = [sample._replace(labels={**sample.labels, "node": node})
-                                  for sample in family.samples]
-            yield family
+        return with_node(self._families(), self._node() if self._node is not None else None)
 
     def _families(self) -> Iterator[Metric]:
         yield from self._rtmp_metrics()
@@ -372,6 +369,32 @@ class ServerCollector(Collector):
                                   value=stats.render_seconds)
 
 
+def with_node(families: Iterable[Metric], node: str | None) -> Iterator[Metric]:
+    """The families with the `node` label on every sample (copies: a collector may hand
+    out the same family objects at every scrape); as they are when `node` is None."""
+    for family in families:
+        if node is not None:
+            family = copy.copy(family)
+            family.samples = [sample._replace(labels={**sample.labels, "node": node})
+                              for sample in family.samples]
+        yield family
+
+
+class NodeLabelled(Collector):
+    """A standard collector (process_*, python_*) whose series carry the node label too, so
+    that no series of two nodes collide where they are scraped into one place."""
+
+    def __init__(self, inner: Collector, node: Callable[[], str | None]) -> None:
+        self._inner = inner
+        self._node = node
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        return with_node(self._inner.collect(), self._node())
+
+
 class ServerMetrics:
     """The /metrics endpoint of one MediaServer, with its own registry."""
 
@@ -395,9 +418,11 @@ class ServerMetrics:
                                                thumbnails, http, lambda: self.node,
                                                self.sources))
         # CPU, memory, file descriptors, GC: the standard process_* and python_* series.
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        # Made on a registry of their own (GCCollector insists on one), served labelled.
+        aside = CollectorRegistry(auto_describe=False)
+        for standard in (ProcessCollector(registry=aside), PlatformCollector(registry=aside),
+                         GCCollector(registry=aside)):
+            self.registry.register(NodeLabelled(standard, lambda: self.node))
 
     def add_routes(self, app: web.Application, path: str = "/metrics") -> None:
         app.router.add_get(path, self._handle)

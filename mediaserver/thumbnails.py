@@ -6,6 +6,10 @@ so it can never fall behind or hold up ingest; older keyframes are simply
 replaced. Rendering (PyAV decode of that one frame, then MJPEG encode) happens
 on demand in a worker thread, at most once per interval per channel, and only
 while somebody asks, so an unwatched server spends nothing on thumbnails.
+
+In a cluster the picture of a channel held by another node is that node's: it
+is asked of the edge (hls.remote, Kind.SNAPSHOT), which fetches it from the
+origin and shares it among this node's viewers for a few seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +27,16 @@ from aiohttp import web
 
 from hls.http import CHANNEL_NAME
 from hls.media import MediaPacket, TrackConfig
+from hls.remote import (
+    EDGE_HEADER,
+    Failed,
+    Found,
+    Kind,
+    Missing,
+    RemoteAnswer,
+    RemoteRequest,
+    RemoteSource,
+)
 
 from .publisher import ReaderItem, TracksChanged
 
@@ -136,6 +150,7 @@ class Thumbnailer:
         self._pending = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnail")
         self.stats = ThumbnailStats()
+        self._remote: RemoteSource | None = None
 
     def tap(self, channel: str) -> Callable[[ReaderItem], None]:
         """A hub tap factory: a fresh slot for a new channel (old ones are pruned)."""
@@ -189,24 +204,59 @@ class Thumbnailer:
 
         future.add_done_callback(finished)
 
-    def add_routes(self, app: web.Application, prefix: str = "/live") -> None:
+    def add_routes(self, app: web.Application, prefix: str = "/live",
+                   remote: RemoteSource | None = None) -> None:
+        """`remote`: asked for the pictures of channels this node does not hold."""
+        self._remote = remote
         app.router.add_get(f"{prefix}/{{channel}}/thumbnail.jpg", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
-        picture = await self.picture(channel) if CHANNEL_NAME.fullmatch(channel) else None
-        if picture is None:
-            return web.Response(status=404, text="no picture for this channel yet\n",
-                                headers={"Cache-Control": "no-store", **_CORS})
-        headers = {"Content-Type": "image/jpeg",
-                   "Cache-Control": f"max-age={max(int(self.interval), 1)}", **_CORS}
-        return web.Response(body=picture.jpeg, headers=headers)
+        if not CHANNEL_NAME.fullmatch(channel):
+            return _no_picture()
+        if self._exists(channel):
+            picture = await self.picture(channel)
+            return _jpeg(picture.jpeg, self.interval) if picture is not None else _no_picture()
+        # Another node's edge asks only for what this node holds: never passed on.
+        if self._remote is None or EDGE_HEADER in request.headers:
+            return _no_picture()
+        return self._remote_answer(await _ask(self._remote, channel, request.path))
+
+    def _remote_answer(self, answer: RemoteAnswer) -> web.Response:
+        if isinstance(answer, Found):
+            return _jpeg(answer.body, self.interval)
+        if isinstance(answer, Missing):
+            return _no_picture()
+        headers = {"Cache-Control": "no-store", **_CORS}
+        if isinstance(answer, Failed):
+            return web.Response(status=answer.status, text=answer.reason + "\n",
+                                headers=headers)
+        return web.Response(status=302, headers=headers | {"Location": answer.location})
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+async def _ask(remote: RemoteSource, channel: str, path: str) -> RemoteAnswer:
+    try:
+        return await remote.fetch(RemoteRequest(Kind.SNAPSHOT, channel, path, ""))
+    except Exception:
+        log.exception("remote thumbnail failed channel=%s", channel)
+        return Failed(502, "origin fetch failed")
+
+
+def _jpeg(body: bytes, interval: float) -> web.Response:
+    headers = {"Content-Type": "image/jpeg",
+               "Cache-Control": f"max-age={max(int(interval), 1)}", **_CORS}
+    return web.Response(body=body, headers=headers)
+
+
+def _no_picture() -> web.Response:
+    return web.Response(status=404, text="no picture for this channel yet\n",
+                        headers={"Cache-Control": "no-store", **_CORS})
 
 
 def _render_timed(config: TrackConfig, keyframe: bytes) -> tuple[Picture | None, float]:

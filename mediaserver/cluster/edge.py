@@ -18,7 +18,12 @@ from hls.remote import Failed, Kind, Missing, Redirect, RemoteAnswer, RemoteRequ
 from ..config import Config
 from .edge_client import OriginClient
 from .edge_locate import Locate, LocateError, Locator
-from .edge_media import EDGE_CACHE_BYTES, MediaRelay
+from .edge_media import (
+    EDGE_CACHE_BYTES,
+    SNAPSHOT_CACHE_BYTES,
+    SNAPSHOT_MAX_AGE_SECONDS,
+    MediaRelay,
+)
 from .edge_metrics import EdgeStats, edge_families
 from .edge_playlists import PlaylistRelay
 
@@ -35,10 +40,14 @@ class ProxyEdge:
         locator = Locator(locate, self.stats)
         self.playlists = PlaylistRelay(locator, self._client, self.stats, grace_period)
         self.media = MediaRelay(locator, self._client, self.stats, cache_bytes)
+        self.snapshots = MediaRelay(locator, self._client, self.stats, SNAPSHOT_CACHE_BYTES,
+                                    kind="snapshot", max_age=SNAPSHOT_MAX_AGE_SECONDS)
 
     async def fetch(self, request: RemoteRequest) -> RemoteAnswer:
         if request.kind is Kind.PLAYLIST:
             return await self.playlists.get(request)
+        if request.kind is Kind.SNAPSHOT:
+            return await self.snapshots.get(request)
         return await self.media.get(request)
 
     def metrics(self) -> Iterator[Metric]:
@@ -47,6 +56,7 @@ class ProxyEdge:
     async def close(self) -> None:
         await self.playlists.close()
         await self.media.close()
+        await self.snapshots.close()
         await self._client.close()
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from hls.remote import EDGE_HEADER, Failed
+from hls.remote import EDGE_HEADER, WAIT_HEADER, Failed
 from hls.segmenter import MAX_SEGMENT_BYTES
 
 # A node on the same network accepts a connection in milliseconds; one that has not
@@ -87,11 +87,18 @@ class OriginClient:
         self._node = node
         self._session: aiohttp.ClientSession | None = None
 
-    async def get(self, url: str, timeout: float, etag: str | None = None) -> Reply:
-        """GET url within `timeout` seconds (connect, headers and body together)."""
+    async def get(self, url: str, timeout: float, etag: str | None = None,
+                  wait: float | None = None) -> Reply:
+        """GET url within `timeout` seconds (connect, headers and body together).
+
+        `wait`, with an `etag`: ask the origin to hold the request up to that long until
+        the resource differs from `etag` (hls.edge_hold); `timeout` must cover it.
+        """
         headers = {EDGE_HEADER: self._node, "Accept-Encoding": "identity"}
         if etag is not None:
             headers["If-None-Match"] = etag
+            if wait is not None:
+                headers[WAIT_HEADER] = f"{wait:g}"
         limits = aiohttp.ClientTimeout(total=timeout, sock_connect=ORIGIN_CONNECT_TIMEOUT)
         try:
             async with self._open().get(url, headers=headers, timeout=limits,

@@ -12,7 +12,7 @@ from ..metrics import NAMESPACE
 from .edge_share import ByteLru
 
 # Series present from the start, so that a dashboard has a line before the first fetch.
-KINDS = ("playlist", "media")
+KINDS = ("playlist", "media", "snapshot")
 
 
 @dataclass(slots=True)
@@ -22,6 +22,7 @@ class EdgeStats:
     # kind: viewer requests answered without an origin fetch of their own.
     hits: Counter[str] = field(default_factory=Counter)
     stale_playlists: int = 0
+    followed: int = 0  # playlists followed right now (edge_follow)
     redirects: int = 0
     locate_failures: int = 0
 
@@ -46,6 +47,10 @@ def edge_families(stats: EdgeStats, cache: ByteLru[str, object] | None) -> Itera
         f"{NAMESPACE}_edge_stale_playlists",
         "Playlists served from this node's last copy because no origin could give a new one "
         "(within the grace period).", value=stats.stale_playlists)
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_edge_followed_playlists",
+        "Playlists of channels held elsewhere that this node follows now: one request held "
+        "by the origin each, answered when the playlist changes.", value=stats.followed)
     yield CounterMetricFamily(
         f"{NAMESPACE}_edge_redirects",
         "Requests answered 302 to the origin (--edge redirect).", value=stats.redirects)

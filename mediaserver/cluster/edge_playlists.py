@@ -1,11 +1,15 @@
-"""Playlists of channels held elsewhere: one origin fetch per channel in flight, briefly shared.
+"""Playlists of channels held elsewhere: one origin fetch per channel in flight, shared.
 
 A playlist changes with every segment (or part), so it cannot be kept like a
-segment; but every viewer polling an edge wants the same bytes. Requests for one
-playlist (same channel, path and HLS directives) share one fetch in flight, and
-its answer stays fresh for PLAYLIST_FRESH_SECONDS, so however many viewers poll
-an edge, the origin sees about one. Refetches are conditional (If-None-Match),
-so an unchanged playlist costs the origin a 304.
+segment; but every viewer polling an edge wants the same bytes. index.m3u8,
+which every player polls, is followed while viewers ask for it (edge_follow):
+the origin answers this edge once per change and viewers get the copy held
+here. Otherwise (before a follower answers, after one failed, past
+MAX_FOLLOWED, any other playlist) requests for one playlist (same channel, path
+and HLS directives) share one fetch in flight, and its answer stays fresh for
+PLAYLIST_FRESH_SECONDS, so however many viewers poll an edge, the origin sees
+about one. Refetches are conditional (If-None-Match), so an unchanged playlist
+costs the origin a 304.
 
 LL-HLS: a blocking reload (_HLS_msn/_HLS_part) is one key per (channel, path,
 msn, part, skip), so all of an edge's viewers waiting for the same part wait on
@@ -31,20 +35,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from hls.remote import Failed, Found, Missing, RemoteAnswer, RemoteRequest
+from hls.remote import FOLLOWED_PLAYLIST, Failed, Found, Missing, RemoteAnswer, RemoteRequest
 
 from .edge_client import OriginClient, Outcome
+from .edge_follow import Followers
 from .edge_locate import LocateError, Locator
 from .edge_metrics import EdgeStats
 from .edge_share import InFlight
 
 log = logging.getLogger("mediaserver.edge")
 
-# How long one origin answer serves every viewer of the edge. A new segment reaches
-# them at most this much later than viewers of the origin (a quarter of the default 2 s
-# target), and the origin sees at most two requests a second per playlist per edge,
-# whatever the audience: what one or two players cost (hls.js reloads every target
-# duration, every half target while nothing changed).
+# How long one origin answer serves every viewer of the edge, for a playlist not
+# followed. A new segment reaches them at most this much later than viewers of the
+# origin (a quarter of the default 2 s target), and the origin sees at most two
+# requests a second per playlist per edge, whatever the audience: what one or two
+# players cost (hls.js reloads every target duration, every half target while
+# nothing changed).
 PLAYLIST_FRESH_SECONDS = 0.5
 # The origin renders a playlist from memory; one target duration (2 s by default) later
 # the viewer would be polling again anyway.
@@ -110,9 +116,15 @@ class PlaylistRelay:
         self._fresh: OrderedDict[Key, tuple[float, RemoteAnswer]] = OrderedDict()  # made at
         self._copies: OrderedDict[Key, _Copy] = OrderedDict()
         self._inflight: InFlight[Key, RemoteAnswer] = InFlight()
+        self.followers = Followers(locate, self._follow_fetch, stats, clock)
 
     async def get(self, request: RemoteRequest) -> RemoteAnswer:
         key = (request.channel, request.path, directives(request.query))
+        if _followable(key):
+            followed = self.followers.current(key)
+            if followed is not None:
+                self._stats.hits["playlist"] += 1
+                return followed
         fresh = self._fresh.get(key)
         if fresh is not None and self._clock() - fresh[0] < self.freshness:
             self._stats.hits["playlist"] += 1
@@ -133,46 +145,64 @@ class PlaylistRelay:
             if origin is None:
                 answer = self._fallback(form) or Missing("unknown channel")
             else:
-                answer = await self._fetch(origin, key, form)
+                answer, current = await self._fetch(origin, key, form)
+                if current and _followable(key):
+                    assert isinstance(answer, Found)
+                    self.followers.start(key, answer)
         self._fresh[key] = (self._clock(), answer)
         self._fresh.move_to_end(key)
         self._prune()
         return answer
 
-    async def _fetch(self, origin: str, key: Key, form: Key) -> RemoteAnswer:
+    async def _follow_fetch(self, origin: str, key: Key, wait: float
+                            ) -> tuple[RemoteAnswer, bool]:
+        """A follower's request. What it gets is also the freshest answer for plain
+        requests, which take over when the follower stops."""
+        answer, current = await self._fetch(origin, key, key, wait)
+        if current:
+            self._fresh[key] = (self._clock(), answer)
+            self._fresh.move_to_end(key)
+        return answer, current
+
+    async def _fetch(self, origin: str, key: Key, form: Key, wait: float | None = None
+                     ) -> tuple[RemoteAnswer, bool]:
+        """One origin request: what viewers get, and whether it is the origin's playlist as
+        of now (not a failure, nor a last copy). `wait`: ask the origin to hold it until the
+        playlist differs from the copy held here."""
         channel, path, query = key
         copy = self._copies.get(form)
         etag = copy.etag if copy is not None and copy.origin == origin else None
-        timeout = PLAYLIST_TIMEOUT
+        timeout = PLAYLIST_TIMEOUT + (wait or 0.0)
         blocking = bool(_BLOCKING & _names(query))
         if blocking:
             target = _target_duration(copy.found.body) if copy is not None else 0
             timeout = max(BLOCKING_RELOAD_TIMEOUT,
                           BLOCKING_TARGETS * target + BLOCKING_MARGIN_SECONDS)
         url = f"{origin}{path}?{query}" if query else origin + path
-        reply = await self._client.get(url, timeout, etag)
-        self._stats.fetches[("playlist", reply.outcome.value)] += 1
-        if reply.outcome is Outcome.OK:
+        reply = await self._client.get(url, timeout, etag, wait)
+        outcome = reply.outcome
+        self._stats.fetches[("playlist", outcome.value)] += 1
+        if outcome is Outcome.OK:
             # An unchanged body keeps its object, so the handlers' rendering of it stays.
             same = copy is not None and copy.found.body == reply.body
             found = copy.found if same and copy is not None else Found(reply.body)
             self._keep(form, _Copy(found, origin, reply.etag, self._clock()))
-            return found
-        if reply.outcome is Outcome.NOT_MODIFIED and etag is not None and copy is not None:
+            return found, True
+        if outcome is Outcome.NOT_MODIFIED and etag is not None and copy is not None:
             self._keep(form, _Copy(copy.found, origin, etag, self._clock()))
-            return copy.found
-        refused = reply.outcome is Outcome.REFUSED
+            return copy.found, True
+        refused = outcome is Outcome.REFUSED
         if refused and (blocking or reply.status == 400):
-            return reply.failed()  # the origin's answer to this request, not an outage
-        if reply.outcome.failure or refused or reply.outcome is Outcome.NOT_MODIFIED:
+            return reply.failed(), False  # the origin's answer to this request, not an outage
+        if outcome.failure or refused or outcome is Outcome.NOT_MODIFIED:
             log.warning("edge: playlist fetch failed channel=%s origin=%s: %s %s",
-                        channel, origin, reply.outcome.value, reply.detail)
+                        channel, origin, outcome.value, reply.detail)
         fallback = self._fallback(form)
         if fallback is not None:
-            return fallback
-        if reply.outcome is Outcome.NOT_FOUND:
-            return Missing(reply.detail or "unknown channel")
-        return reply.failed()
+            return fallback, False
+        if outcome is Outcome.NOT_FOUND:
+            return Missing(reply.detail or "unknown channel"), False
+        return reply.failed(), False
 
     def _fallback(self, form: Key) -> Found | None:
         """The last copy of this playlist, if it is within the grace period."""
@@ -198,7 +228,13 @@ class PlaylistRelay:
             copies.popitem(last=False)
 
     async def close(self) -> None:
+        await self.followers.close()
         await self._inflight.close()
+
+
+def _followable(key: Key) -> bool:
+    """The playlist an origin holds requests for, asked without directives."""
+    return not key[2] and key[1].endswith("/" + FOLLOWED_PLAYLIST)
 
 
 def _names(query: str) -> frozenset[str]:

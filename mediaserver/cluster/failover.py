@@ -7,6 +7,12 @@ that starts a publish for a channel it does not hold reads it and seeds the new
 segmenter (hls.resume), so viewers see one playlist go on with a DISCONTINUITY,
 as after a reconnect to the same node.
 
+Only a playlist that may still go on keeps its record: one whose publisher
+dropped, within the grace period, or one whose node died. A playlist that ended
+with ENDLIST (an unpublish, the grace period over, a clean stop) has its record
+deleted, so a publish elsewhere starts a new playlist instead of continuing one
+that players were told had ended.
+
 Writes are coalesced: one writer task sends the latest state of every channel
 that changed since its last round, in one round trip, so a burst of segments or
 a Redis outage costs at most one pending record per channel.

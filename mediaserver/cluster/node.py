@@ -73,6 +73,7 @@ class Cluster:
         """Listen to the hub and the bus, and start heartbeating. Needs no Redis yet."""
         self.hub.listeners.append(self._on_hub_event)
         self.hub.segment_listeners.append(self._on_segment)
+        self.hub.end_listeners.append(self._on_playlist_end)
         await self.bus.start()
         loop = asyncio.get_running_loop()
         self._loops = [loop.create_task(self.registry.run()),
@@ -86,6 +87,8 @@ class Cluster:
             self.hub.listeners.remove(self._on_hub_event)
         with contextlib.suppress(ValueError):
             self.hub.segment_listeners.remove(self._on_segment)
+        with contextlib.suppress(ValueError):
+            self.hub.end_listeners.remove(self._on_playlist_end)
         await self.records.flush(STOP_FLUSH_SECONDS)
         await self.registry.drain(STOP_FLUSH_SECONDS)
         for task in self._loops:
@@ -116,9 +119,6 @@ class Cluster:
             self.registry.claim(channel)
             return
         self.registry.release_soon(channel)
-        live = self.hub.channels.get(channel)
-        if live is not None and live.ended_at is not None:
-            self.records.forget(channel)  # unpublished on purpose: a new publish starts anew
 
     def _on_segment(self, channel: str, info: SegmentInfo) -> None:
         if not self.carry_on:
@@ -127,6 +127,14 @@ class Cluster:
         point = segmenter.resume_point() if segmenter is not None else None
         if point is not None:
             self.records.record(channel, point)
+
+    def _on_playlist_end(self, channel: str) -> None:
+        """A playlist that said ENDLIST (unpublish, grace period over, shutdown) must not
+        be carried on by a publish elsewhere: its state goes. Only a dropped publisher
+        within its grace period, or a node that died, leaves a state to carry on."""
+        if self.carry_on:
+            # Queued after the last segment's record, so the forget is what is written.
+            self.records.forget(channel)
 
     def _on_lost(self, channel: str, holder: str) -> None:
         if channel in self.hub.channels:

@@ -114,17 +114,21 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: node set. ARGV: node prefix, streams prefix, online prefix, own id. The stats
-# of every other live node's streams that it still holds; lapsed nodes are pruned.
+# KEYS: node set. ARGV: node prefix, streams prefix, online prefix, own id. (node id,
+# its address, stats) of every other live node's streams that it still holds; lapsed
+# nodes are pruned.
 _REMOTE_STREAMS = """
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', ARGV[1] .. id) == 0 then
     redis.call('SREM', KEYS[1], id)
   elseif id ~= ARGV[4] then
+    local address = redis.call('HGET', ARGV[1] .. id, 'address') or ''
     local entries = redis.call('HGETALL', ARGV[2] .. id)
     for i = 1, #entries, 2 do
       if redis.call('GET', ARGV[3] .. entries[i]) == id then
+        out[#out + 1] = id
+        out[#out + 1] = address
         out[#out + 1] = entries[i + 1]
       end
     end
@@ -132,6 +136,15 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 """
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStream:
+    """A live stream another node holds, as of that node's last heartbeat."""
+
+    node: str  # its id
+    address: str  # its base URL, as it advertises it to other nodes
+    stats: StreamStats
 
 
 class _Miss:
@@ -390,15 +403,16 @@ class Registry:
         self.cache.put(channel, url)
         return url
 
-    async def remote_streams(self) -> list[StreamStats]:
-        """Stats of the streams every other live node holds (as of its last heartbeat)."""
+    async def remote_streams(self) -> list[RemoteStream]:
+        """The streams every other live node holds (as of its last heartbeat)."""
         args = [NODE_PREFIX, STREAMS_PREFIX, ONLINE_PREFIX, self.node]
+        found = await self._remote_streams(keys=[NODES_SET], args=args)
         out = []
-        for text in await self._remote_streams(keys=[NODES_SET], args=args):
+        for node, address, text in zip(found[::3], found[1::3], found[2::3], strict=True):
             try:
-                out.append(stats_from_json(str(text)))
+                out.append(RemoteStream(str(node), str(address), stats_from_json(str(text))))
             except RecordError as exc:
                 self.stats.bad_records += 1
-                log.warning("cluster: a node's stream record is unreadable: %s", exc)
+                log.warning("cluster: a stream record of node %s is unreadable: %s", node, exc)
         return out
 

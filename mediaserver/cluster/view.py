@@ -19,7 +19,7 @@ from ..hub import StreamHub
 from .blocks import Blocks
 from .bus import ControlBus
 from .messages import Kick
-from .registry import Registry
+from .registry import Registry, RemoteStream
 
 log = logging.getLogger("mediaserver.cluster")
 
@@ -43,14 +43,18 @@ class ClusterLive:
 
     async def live_streams(self) -> list[StreamStats]:
         local = self.hub.live_streams()
+        here = {stats.channel for stats in local}
+        streams = local + [stream.stats for stream in await self.elsewhere()
+                           if stream.stats.channel not in here]
+        return sorted(streams, key=lambda stats: stats.channel)
+
+    async def elsewhere(self) -> list[RemoteStream]:
+        """The live streams other nodes hold; none while Redis cannot be asked."""
         try:
-            remote = await self.registry.remote_streams()
+            return await self.registry.remote_streams()
         except (RedisError, OSError) as exc:
             log.warning("cluster: listing this node's streams only (Redis unavailable): %s", exc)
-            remote = []
-        here = {stats.channel for stats in local}
-        streams = local + [stats for stats in remote if stats.channel not in here]
-        return sorted(streams, key=lambda stats: stats.channel)
+            return []
 
     async def is_live(self, channel: str) -> bool:
         if self.hub.is_live(channel):

@@ -111,6 +111,7 @@
       viewers: el("span", { class: "muted" }),
       facts: el("dl", { class: "facts" }),
       health: el("div"),
+      elsewhere: el("p", { class: "elsewhere", hidden: "" }),
       actions: el("div", { class: "actions", hidden: "" }),
     };
     refs.thumb = el("div", { class: "thumb" }, refs.img, refs.placeholder, refs.badge);
@@ -133,7 +134,7 @@
       refs.thumb,
       el("div", { class: "card-body" },
         el("div", { class: "card-title" }, el("h3", { text: name }), refs.viewers),
-        refs.facts, refs.playable, refs.health, refs.actions));
+        refs.facts, refs.playable, refs.elsewhere, refs.health, refs.actions));
     root.addEventListener("click", () => play(name));
     root.addEventListener("keydown", (e) => {
       if (e.key === "Enter" || e.key === " ") {
@@ -161,6 +162,8 @@
       ["Audio", live ? audio(stream) : "–"],
       ["Uptime", duration(uptime)],
     ];
+    // In a cluster: which node holds the publisher (its viewers count is this node's).
+    if (stream.node != null) facts.push(["Node", stream.here ? "this node" : stream.node]);
     refs.facts.replaceChildren(...facts.flatMap(([k, v]) => [
       el("dt", { text: k }), el("dd", { text: v, "data-fact": k.toLowerCase() }),
     ]));
@@ -173,6 +176,13 @@
     const cannot = live ? unplayable(stream) : null;
     refs.playable.textContent = cannot || "";
     refs.playable.hidden = !cannot;
+    // Held by a node that this one redirects to: the page cannot play or show it here.
+    refs.elsewhere.hidden = !stream.node_url;
+    if (stream.node_url) {
+      refs.elsewhere.replaceChildren("Plays from the node that holds it: ",
+        el("a", { href: stream.node_url, text: "open its dashboard",
+          onclick: (e) => e.stopPropagation() }));
+    }
     // An audio-only channel has no picture: the thumbnail would only ever be a 404. A
     // reconnecting card carries no codecs, so it keeps what the live one said.
     if (live) card.audioOnly = !stream.video_codec;
@@ -182,6 +192,12 @@
       refs.img.removeAttribute("src");
       refs.placeholder.hidden = false;
       refs.placeholder.textContent = "audio only";
+      return;
+    }
+    if (!stream.thumbnail_url) {
+      refs.img.hidden = true;
+      refs.placeholder.hidden = false;
+      refs.placeholder.textContent = "picture on its node";
       return;
     }
     if (refs.img.hidden) refs.placeholder.textContent = "no picture yet";
@@ -279,7 +295,7 @@
 
   function updatePlayerState() {
     const stream = state.streams.find((s) => s.name === state.playing);
-    if (state.waiting && stream && stream.playlist_ready) {
+    if (state.waiting && stream && stream.playlist_ready !== false) {
       startPlayback(stream); // the first segment arrived since the click
       return;
     }
@@ -292,7 +308,7 @@
 
   function play(name) {
     const stream = state.streams.find((s) => s.name === name);
-    if (!stream) return;
+    if (!stream || !stream.playback_url) return; // held where this page cannot play it
     stopPlayer();
     state.playing = name;
     $("player-panel").hidden = false;
@@ -303,8 +319,8 @@
     }
     $("player-panel").scrollIntoView({ block: "nearest" });
     // A player asking before the first segment would only get 404s: wait for the poll
-    // that says the playlist is ready.
-    state.waiting = !stream.playlist_ready;
+    // that says the playlist is ready (null: another node's, not known here; try it).
+    state.waiting = stream.playlist_ready === false;
     if (state.waiting) updatePlayerState();
     else startPlayback(stream);
   }

@@ -30,6 +30,8 @@ from tests.hls_media import av_clip, playlist_entries
 from tests.live import wait_for
 
 VIEWERS = 50
+# Seen.status of a request whose client hung up before its answer (nginx's name for it).
+CLIENT_GONE = 499
 
 
 def live_segmenter() -> Segmenter:
@@ -79,7 +81,11 @@ class Origin:
             await self.gate.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
-        response = web.Response(status=self.fail) if self.fail else await handler(request)
+        try:
+            response = web.Response(status=self.fail) if self.fail else await handler(request)
+        except asyncio.CancelledError:
+            seen.status = CLIENT_GONE  # the test server cancels a handler whose client left
+            raise
         seen.status = response.status
         return response
 
@@ -104,8 +110,12 @@ async def start_origin(channels: dict[str, Segmenter]) -> tuple[Origin, TestServ
 
 
 @contextlib.asynccontextmanager
-async def cluster_of(cam: Segmenter) -> AsyncIterator[Cluster]:
-    """A steerable origin holding channel "cam", and an edge node in front of it."""
+async def cluster_of(cam: Segmenter, follow: bool = False) -> AsyncIterator[Cluster]:
+    """A steerable origin holding channel "cam", and an edge node in front of it.
+
+    `follow`: whether the edge follows index.m3u8 (the default of a real edge); off, every
+    playlist is fetched as viewers ask, which is what most tests here count.
+    """
     origin, server = await start_origin({"cam": cam})
     url = f"http://127.0.0.1:{server.port}"
     where = {"cam": url}
@@ -114,6 +124,8 @@ async def cluster_of(cam: Segmenter) -> AsyncIterator[Cluster]:
         return where.get(channel)
 
     edge = ProxyEdge(locate, "edge-under-test", grace_period=30.0)
+    if not follow:
+        edge.playlists.followers.limit = 0
     app = web.Application()
     add_hls_routes(app, {}.get, remote=edge)  # this node holds nothing itself
     async with TestClient(TestServer(app, host="127.0.0.1")) as viewer:

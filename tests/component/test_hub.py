@@ -289,6 +289,36 @@ async def test_shutdown_ends_every_playlist() -> None:
     assert rig.playlist("a").ended and rig.playlist("b").ended
 
 
+async def test_end_listeners_hear_each_playlist_that_ends_for_good_once_after_its_last_segment(
+        ) -> None:
+    rig = Rig()
+    heard: list[tuple[str, str]] = []
+    rig.hub.segment_listeners.append(lambda channel, info: heard.append(("segment", channel)))
+    rig.hub.end_listeners.append(lambda channel: heard.append(("end", channel)))
+    # An unpublish ends at once; a dropped publisher only once the grace period is over.
+    unpublished, dropped, moved, stopped = (rig.publish(name) for name in
+                                            ("unpub", "drop", "moved", "stop"))
+    for publisher in (unpublished, dropped, moved, stopped):
+        feed(publisher, av_clip())
+    unpublished.on_end("stop", unpublished=True)
+    assert heard[-1] == ("end", "unpub")
+    dropped.on_end("connection closed")
+    await settle()
+    assert ("end", "drop") not in heard
+    # A channel moving to another node goes on there: that is no end.
+    rig.hub.release("moved", "publisher moved to node b")
+    rig.clock.now += GRACE
+    rig.hub.sweep()
+    assert heard[-1] == ("end", "drop")
+    rig.hub.shutdown()
+    ends = [channel for what, channel in heard if what == "end"]
+    assert ends == ["unpub", "drop", "stop"]
+    # Every segment of a channel, its last included, was announced before its end.
+    for channel in ends:
+        assert max(i for i, seen in enumerate(heard) if seen == ("segment", channel)) < \
+            heard.index(("end", channel))
+
+
 async def test_a_reader_that_falls_behind_skips_and_the_playlist_goes_on() -> None:
     rig = Rig()
     publisher = rig.publish()

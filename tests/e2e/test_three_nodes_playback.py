@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks.servers import OurServer
 from tests.e2e import player
+from tests.e2e.test_dashboard import list_and_play
 from tests.live import metric_samples, publish, publishing, server_processes, stop_process, wait_for
 from tests.m3u8 import parse_playlist
 from tests.redis_server import RedisServer
@@ -65,8 +66,13 @@ def play_on_b_and_c(driver: Any, b: OurServer, c: OurServer) -> dict[str, dict[s
     return {name: player.plays(driver, name, 4.0) for name in ("b", "c")}
 
 
+def dashboard_on(driver: Any, node: OurServer, screenshot: Path) -> dict[str, Any]:
+    driver.get_log("browser")  # what the players' page said is not the dashboard's
+    return list_and_play(driver, base(node), screenshot)
+
+
 async def test_published_to_a_it_plays_from_b_and_c(
-        redis_server: RedisServer, clip: Path, browser: Any) -> None:
+        redis_server: RedisServer, clip: Path, browser: Any, artifacts: Path) -> None:
     async with server_processes(3, "--store", redis_server.url) as (a, b, c), \
             aiohttp.ClientSession() as session:
         key = await create_channel(session, a)
@@ -75,6 +81,13 @@ async def test_published_to_a_it_plays_from_b_and_c(
                            what="three segments on A")
             states = await asyncio.to_thread(play_on_b_and_c, browser, b, c)
             fetched = {node: await origin_fetches(session, node) for node in (a, b, c)}
+            # B's dashboard lists A's stream, shows its picture and plays it through B.
+            dashboard = await asyncio.to_thread(dashboard_on, browser, b,
+                                                artifacts / "dashboard-on-b.png")
+        assert dashboard["errors"] == [] and dashboard["console"] == [], dashboard
+        assert dashboard["playing"] == CHANNEL and not dashboard["paused"]
+        assert (dashboard["width"], dashboard["height"]) == (1280, 720)
+        assert dashboard["facts"]["node"] not in ("", "this node")  # A's id
     for name, state in states.items():
         assert state["fatal"] == [], (name, state["errors"])
         assert not state["paused"] and (state["width"], state["height"]) == (1280, 720)

@@ -21,7 +21,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from benchmarks.servers import OurServer
-from control_api.redis_store import connect
 from mediaserver.app import MediaServer
 from mediaserver.cluster.registry import LOCATE_CACHE_SECONDS, NODE_TTL_SECONDS
 from tests.live import (
@@ -44,19 +43,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "cluster-token"
 # Polling adds a little to any measured delay.
 POLL_SLACK = 0.5
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @contextlib.asynccontextmanager
@@ -83,6 +69,21 @@ async def subprocess_node(redis_url: str, *args: str) -> AsyncIterator[tuple[Our
         with contextlib.suppress(ProcessLookupError):
             os.kill(node.pid, signal.SIGCONT)
         await node.stop()
+
+
+@contextlib.asynccontextmanager
+async def process_and_node(tmp_path: Path, redis_url: str
+                           ) -> AsyncIterator[tuple[OurServer, str, MediaServer, str]]:
+    """A `mediaserver serve` process (to stop or kill for real) and an in-process node on
+    one store, with channel cam1: (the process, its node id, the node, cam1's key)."""
+    async with subprocess_node(redis_url) as (process, process_id), \
+            nodes(tmp_path, redis_url, 1) as (node,):
+        key = await node.store.create_channel("cam1")  # type: ignore[union-attr]
+        yield process, process_id, node, key
+
+
+def rtmp_of(process: OurServer, key: str) -> str:
+    return f"rtmp://127.0.0.1:{process.rtmp_port}/live/{key}"
 
 
 def node_url(port: int, path: str) -> str:
@@ -157,6 +158,15 @@ async def test_a_node_registers_and_drops_out_within_the_ttl_once_it_stops_heart
         os.kill(frozen.pid, signal.SIGCONT)  # back: it joins again at its next heartbeat
         await wait_for(lambda: _exists(raw, f"ms:node:{frozen_id}"), timeout=5,
                        what="the node to rejoin")
+
+
+async def test_a_node_registers_the_address_it_advertises(
+        tmp_path: Path, redis_server: RedisServer, raw: aioredis.Redis) -> None:
+    async with nodes(tmp_path, redis_server.url, 1, advertise="media1.example:9000") as (node,):
+        await wait_for(lambda: _exists(raw, f"ms:node:{node._node}"), timeout=5,
+                       what="its record")
+        record = await raw.hgetall(f"ms:node:{node._node}")
+        assert record["address"] == "http://media1.example:9000"
 
 
 async def test_kick_rotate_delete_and_block_through_another_node(
@@ -265,8 +275,11 @@ async def test_every_node_lists_every_stream_and_metrics_say_which_node(
             assert ("mediaserver_stream_bitrate_bits_per_second",
                     (("channel", "cam1"), ("node", a._node))) in samples
             assert samples[("mediaserver_cluster_heartbeats_total", (("node", a._node),))] > 0
-            assert not any(name.startswith("mediaserver_") and "node" not in dict(labels)
-                           for name, labels in samples)
+            assert not any("node" not in dict(labels) for name, labels in samples), sorted(
+                name for name, labels in samples if "node" not in dict(labels))
+            assert samples[("process_open_fds", (("node", a._node),))] > 0
+            assert any(name == "python_info" and ("node", a._node) in labels
+                       for name, labels in samples)
 
         await a.stop()  # a clean stop leaves at once rather than lapsing
         assert await raw.exists(f"ms:node:{a._node}") == 0
@@ -276,17 +289,22 @@ async def test_every_node_lists_every_stream_and_metrics_say_which_node(
 async def test_failover_after_sigkill_carries_the_playlist_on(
         tmp_path: Path, clip: Path, redis_server: RedisServer, raw: aioredis.Redis,
         session: aiohttp.ClientSession) -> None:
-    async with subprocess_node(redis_server.url) as (doomed, doomed_id), \
-            nodes(tmp_path, redis_server.url, 1) as (survivor,):
-        key = await survivor.store.create_channel("cam1")  # type: ignore[union-attr]
+    async with process_and_node(tmp_path, redis_server.url) as (
+            doomed, doomed_id, survivor, key):
         playlist_url = node_url(doomed.http_port, "/live/cam1/index.m3u8")
-        async with publishing(f"rtmp://127.0.0.1:{doomed.rtmp_port}/live/{key}", clip,
-                              loops=3):
+        async with publishing(rtmp_of(doomed, key), clip, loops=3):
             before: Playlist = await wait_for(
                 lambda: _min_segments(playlist_at(session, playlist_url), 3), timeout=20,
                 what="three segments on the doomed node")
             os.kill(doomed.pid, signal.SIGKILL)
             killed = time.monotonic()
+        # A dead node's channels go offline within the TTL, for the API of every node.
+        await wait_for(lambda: _gone(raw, "ms:online:cam1"), timeout=10, interval=0.02,
+                       what="the dead node's channel to go offline")
+        offline = time.monotonic() - killed
+        assert offline <= NODE_TTL_SECONDS + 0.1, offline
+        assert not await channel_live(session, survivor, "cam1")
+        assert await streams_seen(session, survivor) == {}
         state = await raw.hgetall("ms:resume:cam1")
         assert state["node"] == doomed_id
         carried_from = int(state["next_sequence"])
@@ -304,7 +322,34 @@ async def test_failover_after_sigkill_carries_the_playlist_on(
         assert after.discontinuity_numbers()[0] == before_numbers[-1] + 1
         assert after.target_duration == before.target_duration
         assert await raw.get("ms:online:cam1") == survivor._node
-        print(f"playlist carried on from sequence {carried_from} after {recovered:.2f}s")
+        print(f"channel offline {offline:.2f}s after the kill; playlist carried on from "
+              f"sequence {carried_from} after {recovered:.2f}s")
+
+
+async def test_edge_redirect_sends_viewers_to_the_node_holding_the_publisher(
+        tmp_path: Path, clip: Path, redis_server: RedisServer,
+        session: aiohttp.ClientSession) -> None:
+    async with nodes(tmp_path, redis_server.url, 2, edge="redirect") as (origin, other):
+        key = await origin.store.create_channel("cam1")  # type: ignore[union-attr]
+        async with publishing(rtmp_url(origin, key), clip, loops=2):
+            playlist = await wait_for(lambda: _segments(session, origin, "cam1", 1), timeout=15,
+                                      what="a segment on the origin")
+            await wait_for(lambda: _located(other, "cam1", _base(origin)), timeout=3,
+                           what="the other node to locate it")
+            for path in ("/live/cam1/index.m3u8?player=x", "/live/cam1/ll.m3u8?_HLS_skip=YES",
+                         f"/live/cam1/{playlist.segments[0].uri}", "/live/cam1/thumbnail.jpg"):
+                async with session.get(http_url(other, path), allow_redirects=False) as response:
+                    assert response.status == 302, path
+                    assert response.headers["Location"] == _base(origin) + path
+            async with session.get(http_url(other, "/live/cam1/index.m3u8")) as response:
+                assert response.status == 200 and str(response.url).startswith(_base(origin))
+                assert parse_playlist(await response.text()).segments
+            # Its dashboard cannot follow a redirect to another origin: it links there.
+            async with session.get(http_url(other, "/dashboard/streams.json")) as response:
+                [card] = (await response.json())["streams"]
+            assert (card["node"], card["node_url"]) == (origin._node, _base(origin) + "/")
+            assert card["playback_url"] is None
+        assert other.edge is not None and other.edge.stats.redirects == 5
 
 
 async def test_a_redis_outage_leaves_live_streams_alone(

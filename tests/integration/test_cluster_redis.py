@@ -14,24 +14,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from control_api.live import StreamStats
-from control_api.redis_store import connect
 from hls.resume import PlaylistResume
 from mediaserver.cluster.bus import ControlBus
 from mediaserver.cluster.failover import ResumeRecords
 from mediaserver.cluster.keys import CONTROL_CHANNEL
 from mediaserver.cluster.messages import Ack, Handoff, Kick
-from mediaserver.cluster.registry import MISS, Registry
+from mediaserver.cluster.registry import MISS, Registry, RemoteStream
 from tests.live import wait_for
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 def stats(channel: str) -> StreamStats:
@@ -86,7 +78,8 @@ async def test_heartbeat_records_node_streams_and_origin(
     assert await b.registry.locate("cam1") == "http://127.0.0.1:1001"
     assert await a.registry.locate("cam1") is None  # held here
     assert await b.registry.locate("nobody") is None
-    assert await b.registry.remote_streams() == [stats("cam1")]
+    assert await b.registry.remote_streams() == [
+        RemoteStream("a", "http://127.0.0.1:1001", stats("cam1"))]  # which node, and where
     assert await a.registry.remote_streams() == []  # its own are read from its hub
 
 
@@ -98,7 +91,8 @@ async def test_newest_claim_wins_and_the_old_holder_hears_of_it(
     await b.publish("cam1")  # a takeover whose message to `a` was lost
     await b.registry.heartbeat()
     assert await raw.get("ms:online:cam1") == "b"
-    assert await a.registry.remote_streams() == [stats("cam1")]  # b's, and only b's
+    assert await a.registry.remote_streams() == [
+        RemoteStream("b", "http://127.0.0.1:1002", stats("cam1"))]  # b's, and only b's
     await a.registry.heartbeat()  # renews only what is still its own
     assert a.lost == [("cam1", "b")]
     assert await raw.get("ms:online:cam1") == "b"
@@ -125,7 +119,7 @@ async def test_a_silent_node_lapses_and_is_pruned(
     a, b = node("a", 1001, ttl=0.3), node("b", 1002)
     await a.publish("cam1")
     await a.registry.heartbeat()
-    assert await b.registry.remote_streams() == [stats("cam1")]
+    assert [stream.stats for stream in await b.registry.remote_streams()] == [stats("cam1")]
     await wait_for(lambda: _gone(raw, "ms:node:a"), timeout=2, what="a's record to lapse")
     assert await raw.exists("ms:online:cam1") == 0
     assert await b.registry.remote_streams() == []

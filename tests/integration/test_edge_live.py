@@ -13,6 +13,7 @@ import io
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -79,16 +80,26 @@ def proxy(server: MediaServer) -> ProxyEdge:
     return server.edge
 
 
-async def test_the_edge_serves_the_origins_playlist_and_segments_fetching_each_once(
-        tmp_path: Path, clip: Path) -> None:
+@contextlib.asynccontextmanager
+async def origin_and_edge(tmp_path: Path) -> AsyncIterator[
+        tuple[MediaServer, MediaServer, aiohttp.ClientSession, str]]:
+    """An origin, an edge in front of it, a client, and the key of CHANNEL on the origin."""
     async with running_server(tmp_path / "origin") as origin, \
             edge_node(tmp_path / "edge", registry_of(origin)) as edge, \
             aiohttp.ClientSession() as session:
         key = await origin.store.create_channel(CHANNEL)  # type: ignore[union-attr]
+        yield origin, edge, session, key
+
+
+async def test_the_edge_serves_the_origins_playlist_and_segments_fetching_each_once(
+        tmp_path: Path, clip: Path) -> None:
+    async with origin_and_edge(tmp_path) as (origin, edge, session, key):
         path = f"/live/{CHANNEL}/index.m3u8"
         # Before the first edge request: one freshness window long enough that the
-        # burst below is sure to fall in it on a loaded machine.
+        # burst below is sure to fall in it on a loaded machine, and no follower (the
+        # next test), so that only the burst's own fetch reaches the origin.
         proxy(edge).playlists.freshness = 30.0
+        proxy(edge).playlists.followers.limit = 0
         async with publishing(rtmp_url(origin, key), clip, loops=2):
             await wait_for(lambda: playlist_with(session, http_url(origin, path), 3), 20,
                            what="three segments on the origin")
@@ -138,6 +149,52 @@ async def test_the_edge_serves_the_origins_playlist_and_segments_fetching_each_o
         # Unknown everywhere: our 404.
         status, body, _ = await get(session, http_url(edge, "/live/nobody/index.m3u8"))
         assert (status, body) == (404, b"unknown channel\n")
+
+
+async def poll(session: aiohttp.ClientSession, url: str, until: asyncio.Event,
+               bodies: set[bytes]) -> None:
+    """A viewer reloading the playlist every 100 ms (ten times what hls.js does)."""
+    while not until.is_set():
+        status, body, _ = await get(session, url)
+        assert status == 200
+        bodies.add(body)
+        await asyncio.sleep(0.1)
+
+
+async def test_an_edge_follows_the_playlist_one_origin_answer_per_segment_and_hears_the_end(
+        tmp_path: Path, clip: Path) -> None:
+    async with origin_and_edge(tmp_path) as (origin, edge, session, key):
+        path = f"/live/{CHANNEL}/index.m3u8"
+        stats = proxy(edge).stats
+        async with publishing(rtmp_url(origin, key), clip, loops=2):
+            start = await wait_for(lambda: playlist_with(session, http_url(edge, path), 2), 20,
+                                   what="two segments through the edge")
+            await wait_for(lambda: stats.followed == 1, 5, what="the edge to follow it")
+            fetched = Counter(stats.fetches)
+            done, bodies = asyncio.Event(), set()
+            viewers = [asyncio.ensure_future(poll(session, http_url(edge, path), done, bodies))
+                       for _ in range(20)]
+            end = await wait_for(lambda: playlist_with(
+                session, http_url(origin, path), len(start.segments) + 3), 20,
+                what="three more segments")
+            done.set()
+            await asyncio.gather(*viewers)
+            # 20 viewers polling ten times a second: the origin answered once per
+            # segment (the last one's answer may still be on its way).
+            changes = end.segments[-1].sequence - start.segments[-1].sequence
+            asked = stats.fetches - fetched
+            assert set(asked) == {("playlist", "ok")}
+            assert changes <= asked[("playlist", "ok")] <= changes + 1
+            seen = {parse_playlist(body.decode()).segments[-1].sequence for body in bodies}
+            assert set(range(start.segments[-1].sequence,
+                             end.segments[-1].sequence)) <= seen  # every step reached them
+
+        # A clean stop of the origin ends its playlists with ENDLIST: the edge's viewers
+        # hear it too, and keep it once the origin is gone.
+        await origin.stop()
+        status, body, _ = await get(session, http_url(edge, path))
+        assert status == 200 and parse_playlist(body.decode()).ended
+        assert stats.followed == 0
 
 
 async def test_redirect_mode_sends_viewers_to_the_origins_same_url(tmp_path: Path, clip: Path

@@ -21,7 +21,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from benchmarks.servers import OurServer
-from control_api.redis_store import connect
 from mediaserver.workers.restarts import FIRST_BACKOFF_SECONDS, RestartPolicy
 from mediaserver.workers.supervisor import STOP_DEADLINE_SECONDS
 from tests.live import metric_samples, publish, stop_process, wait_for
@@ -64,13 +63,6 @@ async def box(redis_url: str, *args: str) -> AsyncIterator[OurServer]:
         yield server
     finally:
         await server.stop()
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def get_text(url: str, session: aiohttp.ClientSession) -> tuple[int, str]:
