@@ -285,6 +285,10 @@ class Segmenter:
 
         self._store = SegmentStore()  # finished segments (listed and expired-but-kept)
         self._ts = TsPackager(label)
+        # What the open segment may hold before the cap is reached (checked every frame):
+        # the cap less what the store holds, refreshed whenever that may have grown.
+        self._open_budget = math.inf
+        self._refresh_budget()
         self._segments_produced = 0
         self._segments_dropped_early = 0
         self._forced_cuts = 0
@@ -327,7 +331,9 @@ class Segmenter:
         if kind not in self._tracks.kinds:
             self._drop("undeclared_track")
             return
-        if len(packet.data) > self.max_segment_bytes:
+        data = packet.data
+        size = len(data)
+        if size > self.max_segment_bytes:
             self._drop("frame_too_large")  # no segment could hold it within the memory bound
             return
         starts_segment = kind == self._anchor and packet.keyframe
@@ -351,16 +357,19 @@ class Segmenter:
             self._drop("negative_dts")
             return
 
+        audio = kind == TrackKind.AUDIO
         segment = self._open
         if segment is None:
             if not starts_segment:
                 self._drop("before_keyframe")
                 return
             segment = self._open_segment(dts, keyframe_start=True)
-        else:
-            segment = self._maybe_cut(segment, kind, dts, starts_segment, len(packet.data))
+        elif (starts_segment or dts - segment.first_dts >= self._target_ms
+              or (audio and not segment.has_video)
+              or segment.payload_bytes + size > self.max_segment_bytes):
+            # Only these frames can meet a cut rule (every rule needs one of them).
+            segment = self._maybe_cut(segment, kind, dts, starts_segment, size)
 
-        data = packet.data
         if isinstance(data, memoryview) and not data.readonly:
             data = bytes(data)  # it is held past this call; a writable buffer could change
         refusal = self._tracks.refusal(kind, data)
@@ -369,23 +378,27 @@ class Segmenter:
             log_refusal(self._label, kind, dts, refusal, first=segment.refusals == 1)
             self._drop("muxer_refused")
             return
-        segment.payload_bytes += len(data)
-        lead = kind == TrackKind.VIDEO or not segment.has_video
+        segment.payload_bytes += size
+        keyframe = packet.keyframe
+        frame_ms = self._frame_ms
+        lead = not audio or not segment.has_video
         if self._cmaf is not None:
-            part = self._cmaf.add(kind, dts, pts, packet.keyframe, data, lead=lead,
-                                  frame_ms=self._frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
+            part = self._cmaf.add(kind, dts, pts, keyframe, data, lead=lead,
+                                  frame_ms=frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
             if part is not None:
                 segment.frames.cut()  # the frames so far are in that part
                 self._show_open_parts(segment)
-        segment.frames.add(kind == TrackKind.AUDIO, packet.keyframe, dts, pts,
-                           round(self._frame_ms.get(kind, 0)), data)
-        if kind == TrackKind.VIDEO and not segment.has_video:
-            segment.has_video = True
-            segment.independent = packet.keyframe
+        segment.frames.add(audio, keyframe, dts, pts, round(frame_ms.get(kind, 0)), data)
         if lead:
             segment.last_lead_dts = dts
-        self._note_frame(kind, dts)
-        if self.max_bytes is not None and self.bytes_held > self.max_bytes:
+            if not segment.has_video and not audio:
+                segment.has_video = True
+                segment.independent = keyframe
+        self._last_dts[kind] = dts
+        if not audio and last is not None and 1 < dts - last <= MAX_FRAME_DURATION_MS:
+            # Smoothed, so a nudged (+1 ms) or dropped frame barely moves it.
+            frame_ms[kind] = 0.75 * frame_ms[kind] + 0.25 * (dts - last)
+        if segment.payload_bytes > self._open_budget:
             self._enforce_memory_cap()
 
     def publisher_gone(self) -> None:
@@ -814,6 +827,7 @@ class Segmenter:
         for made in self._ts.make(forms, forms.index(form), at_close=at_close):
             assert made.data is not None
             self._store.resize(made.key, len(made.data))
+        self._refresh_budget()
 
     def _let_go_of_ts(self, key: str) -> int:
         """Forget a segment's TS bytes (its media stays); the bytes freed."""
@@ -844,9 +858,19 @@ class Segmenter:
         """Within `max_bytes`: let go of TS bytes (made again if asked for), then drop
         expired segments oldest first, then slide the window early (keeping the newest
         listed). Segments that go early are counted."""
+        if self.max_bytes is not None:
+            self._free_bytes(self.bytes_held - self.max_bytes)
+        self._refresh_budget()
+
+    def _refresh_budget(self) -> None:
         if self.max_bytes is None:
+            self._open_budget = math.inf
             return
-        excess = self.bytes_held - self.max_bytes
+        store = self._store
+        self._open_budget = self.max_bytes - (store.bytes_listed + store.bytes_expired
+                                              + store.bytes_inits)
+
+    def _free_bytes(self, excess: int) -> None:
         if excess <= 0:
             return
         excess = self._let_go_of_ts_bytes(excess)
@@ -873,15 +897,6 @@ class Segmenter:
                 dropped,
             )
             self._segments_dropped_early += dropped
-
-    def _note_frame(self, kind: str, dts: int) -> None:
-        last = self._last_dts.get(kind)
-        self._last_dts[kind] = dts
-        if kind == TrackKind.VIDEO and last is not None:
-            gap = dts - last
-            if 1 < gap <= MAX_FRAME_DURATION_MS:
-                # Smoothed, so a nudged (+1 ms) or dropped frame barely moves it.
-                self._frame_ms[kind] = 0.75 * self._frame_ms[kind] + 0.25 * gap
 
     def _drop(self, reason: str) -> None:
         if not self._drops[reason]:
