@@ -388,6 +388,9 @@ class Segmenter:
             if part is not None:
                 segment.frames.cut()  # the frames so far are in that part
                 self._show_open_parts(segment)
+                # Expired segments go within a part of their deadline, not at the next
+                # segment's close: about a second less media held per stream.
+                self._store.purge(self._clock())
         segment.frames.add(audio, keyframe, dts, pts, round(frame_ms.get(kind, 0)), data)
         if lead:
             segment.last_lead_dts = dts

@@ -309,3 +309,38 @@ def test_orders_cover_every_neighbour_case() -> None:
     assert len({tuple(o) for o in orders(8)}) == len(orders(8))
     assert all(sorted(o) == list(range(8)) for o in orders(8))
     assert list(itertools.islice(orders(8)[0], 3)) == [0, 1, 2]
+
+
+def test_expired_media_goes_within_a_part_of_its_deadline(hls_av: Media) -> None:
+    """RFC 8216 6.2.2's time, and not a segment more: with LL-HLS the store is purged at
+    every part, so an expired segment's media is let go at most a part after its time."""
+    clock = Clock()
+    sizes: dict[str, int] = {}
+    segmenter = segmenter_of(ll=True, clock=clock, window=3,
+                             on_segment=lambda info: sizes.__setitem__(info.name, info.size))
+    durations: dict[str, float] = {}
+    longest: dict[str, float] = {}
+    deadlines: dict[str, float] = {}
+    listed: set[str] = set()
+    for _ in range(6):  # ~42 s: deadlines pass while the stream goes on
+        segmenter.configure(hls_av.video, hls_av.audio)
+        start, first = clock.now, hls_av.packets[0].dts
+        for packet in hls_av.packets:
+            clock.now = start + (packet.dts - first) / 1000
+            segmenter.push(packet)
+            entries = segmenter.playlist.segments
+            for entry in entries:
+                durations[entry.uri] = entry.duration
+                longest[entry.uri] = max(longest.get(entry.uri, 0.0),
+                                         segmenter.playlist.duration)
+            now_listed = {entry.uri for entry in entries}
+            for uri in listed - now_listed:
+                deadlines[uri] = clock.now + durations[uri] + longest[uri]
+            listed = now_listed
+            due = sum(sizes[u] for u, at in deadlines.items() if clock.now < at - 0.001)
+            allowed = sum(sizes[u] for u, at in deadlines.items()
+                          if clock.now <= at + PART_TARGET + 0.05)
+            assert due <= segmenter.bytes_kept_expired <= allowed
+        clock.now += 0.1
+        segmenter.publisher_gone()
+    assert sum(1 for at in deadlines.values() if at < clock.now) >= 10
