@@ -122,6 +122,10 @@ EARLY_KEYFRAME_CUT_SHARE = 0.5
 DEFAULT_VIDEO_FRAME_MS = 1000 / 30
 # Gaps between consecutive frames beyond this are stalls, not the frame rate.
 MAX_FRAME_DURATION_MS = 1000
+# Expired segments are looked for this often (media ms) as frames come in, so that
+# each goes within this of its deadline (RFC 8216 6.2.2's minimum) rather than at the
+# next segment's close: ~1 s less media held per stream for a few checks a second.
+PURGE_INTERVAL_MS = 250
 # LL-HLS parts: RFC 8216bis lists part durations to the millisecond, so the part
 # target is kept in whole milliseconds (0.333 s, not a third of a second), and a
 # part shorter than this would be mostly box overhead.
@@ -289,6 +293,7 @@ class Segmenter:
         # the cap less what the store holds, refreshed whenever that may have grown.
         self._open_budget = math.inf
         self._refresh_budget()
+        self._next_purge_dts = -math.inf  # output ms: when to look for expired segments next
         self._segments_produced = 0
         self._segments_dropped_early = 0
         self._forced_cuts = 0
@@ -388,9 +393,6 @@ class Segmenter:
             if part is not None:
                 segment.frames.cut()  # the frames so far are in that part
                 self._show_open_parts(segment)
-                # Expired segments go within a part of their deadline, not at the next
-                # segment's close: about a second less media held per stream.
-                self._store.purge(self._clock())
         segment.frames.add(audio, keyframe, dts, pts, round(frame_ms.get(kind, 0)), data)
         if lead:
             segment.last_lead_dts = dts
@@ -401,6 +403,11 @@ class Segmenter:
         if not audio and last is not None and 1 < dts - last <= MAX_FRAME_DURATION_MS:
             # Smoothed, so a nudged (+1 ms) or dropped frame barely moves it.
             frame_ms[kind] = 0.75 * frame_ms[kind] + 0.25 * (dts - last)
+        if dts >= self._next_purge_dts:
+            # Expired segments go within PURGE_INTERVAL_MS of their deadline, not at the
+            # next segment's close: about a second less media held per stream.
+            self._next_purge_dts = dts + PURGE_INTERVAL_MS
+            self._store.purge(self._clock())
         if segment.payload_bytes > self._open_budget:
             self._enforce_memory_cap()
 

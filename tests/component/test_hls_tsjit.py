@@ -14,7 +14,7 @@ from hls.continuity import TS_PACKET_SIZE
 from hls.fmp4 import FragmentWriter
 from hls.frames import FrameLog
 from hls.media import MediaPacket
-from hls.segmenter import Segmenter
+from hls.segmenter import PURGE_INTERVAL_MS, Segmenter
 from hls.tsjit import HOT_TARGETS
 from tests.component.test_hls_segmenter import Clock, feed
 from tests.hls_media import Media, av_clip
@@ -311,12 +311,14 @@ def test_orders_cover_every_neighbour_case() -> None:
     assert list(itertools.islice(orders(8)[0], 3)) == [0, 1, 2]
 
 
-def test_expired_media_goes_within_a_part_of_its_deadline(hls_av: Media) -> None:
-    """RFC 8216 6.2.2's time, and not a segment more: with LL-HLS the store is purged at
-    every part, so an expired segment's media is let go at most a part after its time."""
+@pytest.mark.parametrize("ll", [False, True])
+def test_expired_media_goes_soon_after_its_deadline(hls_av: Media, ll: bool) -> None:
+    """RFC 8216 6.2.2's time, and not a segment more: the store is purged as frames come
+    in, so an expired segment's media is let go at most PURGE_INTERVAL_MS (and a frame)
+    after its time, not at the next segment's close."""
     clock = Clock()
     sizes: dict[str, int] = {}
-    segmenter = segmenter_of(ll=True, clock=clock, window=3,
+    segmenter = segmenter_of(ll=ll, clock=clock, window=3,
                              on_segment=lambda info: sizes.__setitem__(info.name, info.size))
     durations: dict[str, float] = {}
     longest: dict[str, float] = {}
@@ -339,7 +341,7 @@ def test_expired_media_goes_within_a_part_of_its_deadline(hls_av: Media) -> None
             listed = now_listed
             due = sum(sizes[u] for u, at in deadlines.items() if clock.now < at - 0.001)
             allowed = sum(sizes[u] for u, at in deadlines.items()
-                          if clock.now <= at + PART_TARGET + 0.05)
+                          if clock.now <= at + PURGE_INTERVAL_MS / 1000 + 0.05)
             assert due <= segmenter.bytes_kept_expired <= allowed
         clock.now += 0.1
         segmenter.publisher_gone()
