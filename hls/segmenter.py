@@ -799,6 +799,8 @@ class Segmenter:
         self._store.purge(now)
         if self._ts.hot(now):
             self._make_ts(form, at_close=True)
+        else:
+            tracks.close()  # nobody is watching: the muxer's templates are built again if asked
         self._enforce_memory_cap()
         self._segments_produced += 1
         self._last_segment_duration = duration

@@ -14,6 +14,7 @@ from hls.continuity import TS_PACKET_SIZE
 from hls.fmp4 import FragmentWriter
 from hls.frames import FrameLog
 from hls.media import MediaPacket
+from hls.muxer import TrackSet
 from hls.segmenter import PURGE_INTERVAL_MS, Segmenter
 from hls.tsjit import HOT_TARGETS
 from tests.component.test_hls_segmenter import Clock, feed
@@ -346,3 +347,23 @@ def test_expired_media_goes_soon_after_its_deadline(hls_av: Media, ll: bool) -> 
         clock.now += 0.1
         segmenter.publisher_gone()
     assert sum(1 for at in deadlines.values() if at < clock.now) >= 10
+
+
+def test_an_unwatched_channel_lets_the_muxer_templates_go(hls_av: Media,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[object] = []
+    original = TrackSet.close
+
+    def counting_close(self: TrackSet) -> None:
+        closed.append(self)
+        original(self)
+
+    monkeypatch.setattr(TrackSet, "close", counting_close)
+    clock = Clock()
+    segmenter = segmenter_of(ll=True, clock=clock)
+    feed(segmenter, hls_av, clock)
+    assert len(closed) == segmenter.segments_produced > 0  # at each close: nobody watches
+    closed.clear()
+    assert segmenter.segment(ts_names(segmenter)[0]) is not None  # built again for this
+    feed(segmenter, hls_av.shifted(8000), clock)  # watched now: kept for the next ones
+    assert closed == [] and segmenter.ts_packager.made_at_close > 0
