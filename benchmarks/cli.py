@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import cmafmux, llviewers, memory, pipeline, procstats
+from . import cmafmux, llviewers, memory, pipeline, procstats, tsjit
 from . import edge as edge_mod
 from . import soak as soak_mod
 from . import workers as workers_mod
@@ -36,6 +36,7 @@ DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
                                   "server on one core"),
     "memory": (memory.main, "memory per stream on the wall clock, in-process: what the "
                             "segmenters hold, RSS, where the heap is"),
+    "tsjit": (tsjit.main, "what a TS segment muxed just in time costs its first request"),
 }
 SCENARIOS = {
     "publishers": ("1,10,50,100,200", "N publishers with HLS on, no viewers"),
