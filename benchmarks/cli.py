@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import cmafmux, llviewers, pipeline, procstats
+from . import cmafmux, llviewers, memory, pipeline, procstats, tsjit
 from . import edge as edge_mod
 from . import soak as soak_mod
 from . import workers as workers_mod
@@ -34,6 +34,9 @@ DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
                               "instructions per frame, in-process"),
     "llviewers": (llviewers.main, "one stream, 500 LL-HLS viewers blocking on every part, "
                                   "server on one core"),
+    "memory": (memory.main, "memory per stream on the wall clock, in-process: what the "
+                            "segmenters hold, RSS, where the heap is"),
+    "tsjit": (tsjit.main, "what a TS segment muxed just in time costs its first request"),
 }
 SCENARIOS = {
     "publishers": ("1,10,50,100,200", "N publishers with HLS on, no viewers"),
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--ll-hls", choices=["on", "off", "both"], default="on",
                           help="the LL-HLS rendition (the server's default: on); both "
                                "alternates passes with and without it")
+    pipeline.add_argument("--ts-fetch", choices=["none", "all"], default="none",
+                          help="ask for no TS segment (a stream nobody plays as index.m3u8: "
+                               "no TS is muxed) or for every one once, as it is published")
     pipeline.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     pipeline.add_argument("--clip", type=Path, default=None)
     # Commands with their own parsers (python -m benchmarks NAME --help).
@@ -360,10 +366,10 @@ async def pipeline_command(args: argparse.Namespace) -> int:
     path, clip = _load_clip(args, smoke=False)
     progress(f"pipeline: {args.streams} streams x {args.loops} x {clip.loop_seconds:g} s of "
              f"{path.name}, {args.read_ms} ms per read, {args.passes} passes, "
-             f"LL-HLS {args.ll_hls}")
+             f"LL-HLS {args.ll_hls}, TS segments fetched: {args.ts_fetch}")
     settings = {"on": (True,), "off": (False,), "both": (True, False)}[args.ll_hls]
     results = await pipeline.measure(clip, args.streams, args.passes, args.loops, args.read_ms,
-                                     settings)
+                                     settings, args.ts_fetch == "all")
     for on, result in results.items():
         label = f"LL-HLS {'on' if on else 'off'}: "
         print(label + "CPU ms per stream-second, per pass: "

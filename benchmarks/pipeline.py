@@ -6,6 +6,10 @@ benchmark publisher sends, cut into the slices a paced server reads (one per
 `read_ms` of media), round robin across streams as the event loop serves them, and
 the hub drains its readers between rounds as it does on a loop turn.
 
+With `ts_fetch` every TS segment is asked for once as it is published (as one
+viewer or edge node per stream would), so its MPEG-TS form is muxed (hls.tsjit);
+without, no TS is made, as for a stream nobody watches as index.m3u8.
+
 What it leaves out is the kernel, the event loop's own work and the HLS requests:
 at 100 streams it measured 1.6-1.9 ms per stream-second where the whole server
 measured 2.4-3.6 within the same hour, and its passes agree within ~10 % where
@@ -21,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hls.segmenter import SegmentInfo
 from mediaserver.hub import HubSettings, StreamHub
 from rtmp import amf0
 from rtmp.chunk import SET_CHUNK_SIZE, ChunkWriter
@@ -133,10 +138,24 @@ def _feed(session: RtmpSession, server: RtmpServer, data: bytes) -> None:
         session.buffer_updated(len(piece))
 
 
+def fetch_every_ts_segment(hub: StreamHub) -> None:
+    """Ask for each TS segment as it is published, as one viewer per stream would."""
+
+    def fetch(channel: str, info: SegmentInfo) -> None:
+        segmenter = hub.segmenter(channel)
+        if segmenter is None or segmenter.segment(info.name) is None:
+            raise RuntimeError(f"segment {info.name} of {channel} could not be had")
+
+    hub.segment_listeners.append(fetch)
+
+
 async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes],
-                    settings: HubSettings | None = None) -> tuple[float, float, int]:
+                    settings: HubSettings | None = None, ts_fetch: bool = False
+                    ) -> tuple[float, float, int]:
     """(CPU seconds in all, of which feeding the sessions, segments made)."""
     hub = StreamHub(settings)
+    if ts_fetch:
+        fetch_every_ts_segment(hub)
     server = RtmpServer(_HubPolicy(hub), read_interval=0)
     sessions = []
     for _ in range(streams):
@@ -168,10 +187,11 @@ async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[
 
 
 async def measure(clip: ChunkedClip, streams: int = 100, passes: int = 5, loops: int = 2,
-                  read_ms: int = 100, ll_hls: tuple[bool, ...] = (True,)
+                  read_ms: int = 100, ll_hls: tuple[bool, ...] = (True,), ts_fetch: bool = False
                   ) -> dict[bool, PipelineResult]:
     """One result per LL-HLS setting in `ll_hls` (the server's default: on); with both,
-    passes alternate so that each sees the same background."""
+    passes alternate so that each sees the same background. `ts_fetch`: every TS segment
+    is asked for once."""
     setup, slices = publisher_bytes(clip, loops, read_ms)
     media_seconds = loops * clip.loop_seconds
     figures: dict[bool, list[float]] = {on: [] for on in ll_hls}
@@ -181,7 +201,7 @@ async def measure(clip: ChunkedClip, streams: int = 100, passes: int = 5, loops:
         for on in ll_hls:
             settings = HubSettings() if on else HubSettings(part_duration=None)
             spent, ingest, segments[on] = await _one_pass(clip, streams, setup, slices,
-                                                          settings)
+                                                          settings, ts_fetch)
             figures[on].append(spent * 1000 / (streams * media_seconds))
             ingest_figures[on].append(ingest * 1000 / (streams * media_seconds))
     return {on: PipelineResult(streams, media_seconds, figures[on], segments[on] / streams,

@@ -5,6 +5,8 @@
 - ``hls.playlist``: ``MediaPlaylist``, a pure model with ``render()`` (TS) and
   ``render_ll()`` (LL-HLS).
 - ``hls.muxer``: packets → MPEG-TS with PyAV (the only module importing ``av``).
+- ``hls.tsjit``: the TS form of a segment, muxed when first wanted (``hls.frames``:
+  its frames, held once); ``hls.continuity``: TS counters across segment files.
 - ``hls.cmaf`` and ``hls.fmp4``: the LL-HLS rendition: parts cut beside the TS
   segments, written as fMP4 by our own box writer.
 - ``hls.store``: what each channel keeps fetchable, by name, and what it weighs.

@@ -46,12 +46,20 @@ on reconnect; players see monotonic timestamps and one EXT-X-DISCONTINUITY.
 Duration of a segment: the next segment's first dts minus its own; for the
 last segment of a period: its last dts minus its first plus one frame.
 
-LL-HLS (``part_duration``): every frame the TS muxer takes also goes to a
-CmafRendition (hls.cmaf), which cuts the open segment into fMP4 parts; when the
-segment closes its parts are joined into the fMP4 form of the same segment. So
-ll.m3u8 lists exactly index.m3u8's segments (same cuts, sequence numbers,
+Media held once, TS just in time: a segment's frames are held once, and its
+MPEG-TS form is muxed from them when first asked for (hls.tsjit, which also says
+when it is muxed ahead and how continuity counters stay right whatever the order
+of requests). What the muxer will need is logged per frame (hls.frames); FFmpeg's
+known refusals are checked as frames arrive (dropped as ``muxer_refused``).
+
+LL-HLS (``part_duration``): every frame also goes to a CmafRendition (hls.cmaf),
+which cuts the open segment into fMP4 parts; the parts hold the segment's media
+(the TS form's frames point into them) and, back to back, are the fMP4 form of the
+segment. Without LL-HLS the payloads are joined into one buffer when the segment
+closes. So ll.m3u8 lists exactly index.m3u8's segments (same cuts, sequence numbers,
 durations, discontinuities, PROGRAM-DATE-TIME) plus parts, and a track change
-brings a new init section. `max_bytes` covers both renditions. Listeners
+brings a new init section. `max_bytes` covers everything held: the media once, TS
+bytes while kept (let go first when over), init sections. Listeners
 (`add_listener`) are called after each change a viewer can see: a part, a
 segment, the end.
 """
@@ -69,12 +77,13 @@ from dataclasses import dataclass, replace
 
 from .aac import parse_audio_specific_config
 from .cmaf import CmafRendition
-from .continuity import ContinuityCounters
+from .frames import FrameLog
 from .media import MediaPacket, TrackConfig, TrackKind
-from .muxer import MuxerError, TrackSet, TsMuxer
+from .muxer import MuxerError, TrackSet, log_refusal
 from .playlist import MediaPlaylist, OpenSegment, SegmentEntry, rounded_duration
 from .resume import PlaylistResume
-from .store import Data, SegmentStore
+from .store import Data, Resource, SegmentStore
+from .tsjit import TsForm, TsPackager
 
 log = logging.getLogger("hls.segmenter")
 
@@ -113,6 +122,10 @@ EARLY_KEYFRAME_CUT_SHARE = 0.5
 DEFAULT_VIDEO_FRAME_MS = 1000 / 30
 # Gaps between consecutive frames beyond this are stalls, not the frame rate.
 MAX_FRAME_DURATION_MS = 1000
+# Expired segments are looked for this often (media ms) as frames come in, so that
+# each goes within this of its deadline (RFC 8216 6.2.2's minimum) rather than at the
+# next segment's close: ~1 s less media held per stream for a few checks a second.
+PURGE_INTERVAL_MS = 250
 # LL-HLS parts: RFC 8216bis lists part durations to the millisecond, so the part
 # target is kept in whole milliseconds (0.333 s, not a third of a second), and a
 # part shorter than this would be mostly box overhead.
@@ -135,24 +148,25 @@ class SegmentInfo:
     sequence: int
     name: str
     duration: float  # seconds
-    size: int  # bytes
+    size: int  # bytes of media held for it (fMP4 boxes included; TS bytes are made later)
     discontinuity: bool
     independent: bool
 
 
 class _OpenSegment:
-    """The TS segment being written; it owns its muxer (the fMP4 parts are hls.cmaf's)."""
+    """The segment being recorded: its frames for the TS form (the fMP4 parts are hls.cmaf's)."""
 
     __slots__ = (
         "discontinuity",
         "first_dts",
+        "frames",
         "has_video",
         "independent",
         "keyframe_start",
         "last_lead_dts",
-        "muxer",
         "name",
         "payload_bytes",
+        "refusals",
         "sequence",
         "wall_clock",
     )
@@ -161,7 +175,7 @@ class _OpenSegment:
         self,
         sequence: int,
         name: str,
-        muxer: TsMuxer,
+        frames: FrameLog,
         first_dts: int,
         wall_clock: float,
         discontinuity: bool,
@@ -169,7 +183,7 @@ class _OpenSegment:
     ) -> None:
         self.sequence = sequence
         self.name = name
-        self.muxer = muxer
+        self.frames = frames
         self.first_dts = first_dts
         # The last dts of the track that times the segment: video if it holds any,
         # else audio. Its end is the segment's end when the period ends here.
@@ -180,19 +194,17 @@ class _OpenSegment:
         self.independent = True
         self.has_video = False
         self.keyframe_start = keyframe_start  # opened by a keyframe of the anchor track
-        self.payload_bytes = 0
-
-    @property
-    def bytes_held(self) -> int:
-        """Memory the open segment takes: its TS output, or the payload still queued."""
-        return max(self.muxer.bytes_written, self.payload_bytes)
+        self.payload_bytes = 0  # what it holds (in parts, or kept for the close)
+        self.refusals = 0  # frames refused as FFmpeg would (the first is logged louder)
 
 
 class Segmenter:
     """One channel's HLS output: packets in; playlist text and segment bytes out.
 
     Synchronous and loop-bound: call it from the event loop that owns the
-    channel. Cost per packet is one PyAV mux call (see hls.muxer).
+    channel. A packet costs some bookkeeping and, with LL-HLS, a part's share of
+    boxes and one copy; a TS segment costs one PyAV mux of its frames, once, when
+    first wanted (see hls.tsjit).
     """
 
     def __init__(
@@ -276,6 +288,12 @@ class Segmenter:
         self._frame_ms: dict[str, float] = {}
 
         self._store = SegmentStore()  # finished segments (listed and expired-but-kept)
+        self._ts = TsPackager(label)
+        # What the open segment may hold before the cap is reached (checked every frame):
+        # the cap less what the store holds, refreshed whenever that may have grown.
+        self._open_budget = math.inf
+        self._refresh_budget()
+        self._next_purge_dts = -math.inf  # output ms: when to look for expired segments next
         self._segments_produced = 0
         self._segments_dropped_early = 0
         self._forced_cuts = 0
@@ -283,7 +301,6 @@ class Segmenter:
         self._last_segment_duration = 0.0
         self._longest_segment_duration = 0.0
         self._drops: Counter[str] = Counter()
-        self._continuity = ContinuityCounters()
 
     # ---- publisher side ---------------------------------------------------------------
 
@@ -319,7 +336,9 @@ class Segmenter:
         if kind not in self._tracks.kinds:
             self._drop("undeclared_track")
             return
-        if len(packet.data) > self.max_segment_bytes:
+        data = packet.data
+        size = len(data)
+        if size > self.max_segment_bytes:
             self._drop("frame_too_large")  # no segment could hold it within the memory bound
             return
         starts_segment = kind == self._anchor and packet.keyframe
@@ -343,36 +362,53 @@ class Segmenter:
             self._drop("negative_dts")
             return
 
+        audio = kind == TrackKind.AUDIO
         segment = self._open
         if segment is None:
             if not starts_segment:
                 self._drop("before_keyframe")
                 return
             segment = self._open_segment(dts, keyframe_start=True)
-        else:
-            segment = self._maybe_cut(segment, kind, dts, starts_segment, len(packet.data))
+        elif (starts_segment or dts - segment.first_dts >= self._target_ms
+              or (audio and not segment.has_video)
+              or segment.payload_bytes + size > self.max_segment_bytes):
+            # Only these frames can meet a cut rule (every rule needs one of them).
+            segment = self._maybe_cut(segment, kind, dts, starts_segment, size)
 
-        data = packet.data
         if isinstance(data, memoryview) and not data.readonly:
-            data = bytes(data)  # the muxer may queue it; a writable buffer could change under it
-        duration = round(self._frame_ms.get(kind, 0))
-        if not segment.muxer.write(kind, dts, pts, packet.keyframe, data, duration):
+            data = bytes(data)  # it is held past this call; a writable buffer could change
+        refusal = self._tracks.refusal(kind, data)
+        if refusal is not None:
+            segment.refusals += 1
+            log_refusal(self._label, kind, dts, refusal, first=segment.refusals == 1)
             self._drop("muxer_refused")
             return
-        segment.payload_bytes += len(data)
-        lead = kind == TrackKind.VIDEO or not segment.has_video
+        segment.payload_bytes += size
+        keyframe = packet.keyframe
+        frame_ms = self._frame_ms
+        lead = not audio or not segment.has_video
         if self._cmaf is not None:
-            part = self._cmaf.add(kind, dts, pts, packet.keyframe, data, lead=lead,
-                                  frame_ms=self._frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
+            part = self._cmaf.add(kind, dts, pts, keyframe, data, lead=lead,
+                                  frame_ms=frame_ms.get(kind, DEFAULT_VIDEO_FRAME_MS))
             if part is not None:
+                segment.frames.cut()  # the frames so far are in that part
                 self._show_open_parts(segment)
-        if kind == TrackKind.VIDEO and not segment.has_video:
-            segment.has_video = True
-            segment.independent = packet.keyframe
+        segment.frames.add(audio, keyframe, dts, pts, round(frame_ms.get(kind, 0)), data)
         if lead:
             segment.last_lead_dts = dts
-        self._note_frame(kind, dts)
-        if self.max_bytes is not None and self.bytes_held > self.max_bytes:
+            if not segment.has_video and not audio:
+                segment.has_video = True
+                segment.independent = keyframe
+        self._last_dts[kind] = dts
+        if not audio and last is not None and 1 < dts - last <= MAX_FRAME_DURATION_MS:
+            # Smoothed, so a nudged (+1 ms) or dropped frame barely moves it.
+            frame_ms[kind] = 0.75 * frame_ms[kind] + 0.25 * (dts - last)
+        if dts >= self._next_purge_dts:
+            # Expired segments go within PURGE_INTERVAL_MS of their deadline, not at the
+            # next segment's close: about a second less media held per stream.
+            self._next_purge_dts = dts + PURGE_INTERVAL_MS
+            self._store.purge(self._clock())
+        if segment.payload_bytes > self._open_budget:
             self._enforce_memory_cap()
 
     def publisher_gone(self) -> None:
@@ -448,10 +484,14 @@ class Segmenter:
     def segment(self, name: str) -> Data | None:
         """The bytes of a segment (TS or fMP4), part or init section by name: any in
         the window, the open segment's parts, or a segment that left the window less
-        than its duration plus the longest playlist it appeared in ago (RFC 8216 6.2.2)."""
-        data = self._store.get(name, self._clock())
+        than its duration plus the longest playlist it appeared in ago (RFC 8216 6.2.2).
+        A TS segment not asked for before is muxed now (hls.tsjit)."""
+        now = self._clock()
+        data = self._store.get(name, now)
+        if type(data) is TsForm:
+            return self._ts_bytes(data, now)
         if data is not None or self._cmaf is None:
-            return data
+            return data  # type: ignore[return-value]
         if name == self._cmaf.init_uri:
             return self._cmaf.init
         return self._cmaf.open_part(name)
@@ -497,12 +537,12 @@ class Segmenter:
 
     @property
     def bytes_held(self) -> int:
-        """Everything this channel holds: listed, expired-but-kept and open segments, in
-        both renditions, and init sections."""
+        """Everything this channel holds: listed, expired-but-kept and open segments (their
+        media once, TS bytes while kept), and init sections."""
         store = self._store
         held = store.bytes_listed + store.bytes_expired + store.bytes_inits
         if self._open is not None:
-            held += self._open_bytes(self._open)
+            held += self._open.payload_bytes
         return held
 
     @property
@@ -510,12 +550,10 @@ class Segmenter:
         """Bytes of segments that left the playlist and are still served for a while."""
         return self._store.bytes_expired
 
-    def _open_bytes(self, segment: _OpenSegment) -> int:
-        """What the open segment holds: its TS output (or queued payload) and, with LL-HLS,
-        its fMP4 parts: the same payloads plus box headers under 1 % of them, counted as
-        the payloads (checked on every frame, so no walk through the parts)."""
-        held = segment.bytes_held
-        return held + segment.payload_bytes if self._cmaf is not None else held
+    @property
+    def ts_packager(self) -> TsPackager:
+        """How many TS segments were muxed, when, and what it cost (hls.tsjit)."""
+        return self._ts
 
     @property
     def segments_dropped_early(self) -> int:
@@ -571,8 +609,10 @@ class Segmenter:
             self._close_open_segment(next_first_dts=dts, next_kind=kind)
             return self._open_segment(dts, keyframe_start=True)
         too_long = elapsed >= self._forced_cut_ms()
+        # The open segment holds its payloads once (fMP4 parts: plus box headers under
+        # 1 % of them, not counted, so the check needs no walk through the parts).
         too_big = (segment.payload_bytes > 0
-                   and self._open_bytes(segment) + size > self.max_segment_bytes)
+                   and segment.payload_bytes + size > self.max_segment_bytes)
         if not (too_long or too_big):
             return segment
         self._forced_cuts += 1
@@ -636,8 +676,8 @@ class Segmenter:
             self._cmaf.set_tracks(tracks.video, tracks.audio)
 
     def _clear_tracks(self) -> None:
-        if self._tracks is not None:
-            self._tracks.close()
+        # Not closed here: segments held keep their TrackSet to be muxed later, and the
+        # last one let go closes it.
         self._tracks = None
         self._configs = None
         self._anchor = None
@@ -654,11 +694,10 @@ class Segmenter:
         assert self._tracks is not None
         sequence = self._playlist.next_sequence
         name = self.segment_name(sequence)
-        muxer = TsMuxer(self._tracks, label=self._label)
         segment = _OpenSegment(
             sequence,
             name,
-            muxer,
+            FrameLog(keep_payloads=self._cmaf is None),
             first_dts,
             self._clock(),
             discontinuity=self._discontinuity_next,
@@ -702,8 +741,8 @@ class Segmenter:
                 [segment.first_dts + duration_ms]
                 + [last + self._frame_ms.get(kind, 0) for kind, last in self._last_dts.items()]
             )
-        data = self._continuity.restamp(segment.muxer.close())
-        if segment.muxer.packets == 0 or not data:
+        tracks = self._tracks
+        if not len(segment.frames) or tracks is None:
             log.error("%ssegment %d came out empty: skipped", self._prefix(), segment.sequence)
             self._discontinuity_next |= segment.discontinuity
             return
@@ -730,28 +769,38 @@ class Segmenter:
             discontinuity=segment.discontinuity,
             independent=segment.independent,
         )
-        resources: dict[str, Data] = {segment.name: data}
-        size = len(data)
+        resources: dict[str, Resource] = {}
         init = None
+        parts = None
         if self._cmaf is not None:
             next_dts = {next_kind: next_first_dts} if next_first_dts is not None and next_kind \
                 else None
             cmaf = self._cmaf.finish(segment.sequence, segment.first_dts + duration_ms, next_dts)
+            parts = cmaf.data.parts if cmaf is not None else ()
             if cmaf is not None:
                 entry = replace(entry, parts=cmaf.parts, ll_uri=cmaf.uri, map_uri=cmaf.map_uri)
                 resources[cmaf.uri] = cmaf.data
                 resources.update(cmaf.part_data)
-                size += len(cmaf.data)  # the parts: the parent is made of them
                 init = (cmaf.map_uri, self._cmaf.init)
+        frames = segment.frames.close(parts)
+        assert frames is not None  # it has frames
+        form = TsForm(segment.name, frames, tracks)
+        resources[segment.name] = form
+        size = frames.size  # the media once: the fMP4 rendition is made of the same buffers
         self._store.add(segment.name, resources, size, init)
         now = self._clock()
         for removed in self._playlist.append(entry):
+            self._let_go_of_ts(removed.uri)  # a late request makes it again
             self._store.expire(removed.uri, removed.duration, now)
         if self._cmaf is not None:
             self._playlist.set_open(None, self._cmaf.hint_uri)
         self._store.note_listed_in([listed.uri for listed in self._playlist.segments],
                                    self._playlist.duration)
         self._store.purge(now)
+        if self._ts.hot(now):
+            self._make_ts(form, at_close=True)
+        else:
+            tracks.close()  # nobody is watching: the muxer's templates are built again if asked
         self._enforce_memory_cap()
         self._segments_produced += 1
         self._last_segment_duration = duration
@@ -761,7 +810,7 @@ class Segmenter:
                 segment.sequence,
                 segment.name,
                 duration,
-                len(data),
+                size,
                 segment.discontinuity,
                 segment.independent,
             )
@@ -771,16 +820,72 @@ class Segmenter:
                 log.exception("%son_segment observer failed", self._prefix())
         self._notify()
 
+    # ---- the TS form, just in time ------------------------------------------------
+
+    def _ts_bytes(self, form: TsForm, now: float) -> bytearray | None:
+        """A TS segment's bytes for a request: muxed now unless kept; kept if the memory
+        cap leaves room for them."""
+        self._ts.wanted(now, self._playlist.target_duration)
+        data = form.data
+        if data is None:
+            self._make_ts(form, at_close=False)
+            data = form.data
+            if self.max_bytes is not None and self.bytes_held > self.max_bytes:
+                self._let_go_of_ts_bytes(self.bytes_held - self.max_bytes, keep=form)
+        return data
+
+    def _make_ts(self, form: TsForm, *, at_close: bool) -> None:
+        forms = self._store.ts_forms()
+        for made in self._ts.make(forms, forms.index(form), at_close=at_close):
+            assert made.data is not None
+            self._store.resize(made.key, len(made.data))
+        self._refresh_budget()
+
+    def _let_go_of_ts(self, key: str) -> int:
+        """Forget a segment's TS bytes (its media stays); the bytes freed."""
+        form = self._store.get_form(key)
+        if form is None or form.data is None:
+            return 0
+        freed = len(form.data)
+        form.data = None
+        self._store.resize(key, -freed)
+        return freed
+
+    def _let_go_of_ts_bytes(self, excess: int, keep: TsForm | None = None) -> int:
+        """Forget TS bytes, oldest segment first (`keep`'s last), until `excess` bytes
+        are freed or none are kept; what is still in excess."""
+        forms = [form for form in self._store.ts_forms() if form.data is not None]
+        if keep is not None and keep in forms:
+            forms.remove(keep)
+            forms.append(keep)
+        for form in forms:
+            if excess <= 0:
+                break
+            excess -= self._let_go_of_ts(form.key)
+        return excess
+
     # ---- memory ---------------------------------------------------------------------
 
     def _enforce_memory_cap(self) -> None:
-        """Within `max_bytes`: drop expired segments oldest first, then slide the window
-        early (keeping the newest listed). What goes early is counted."""
+        """Within `max_bytes`: let go of TS bytes (made again if asked for), then drop
+        expired segments oldest first, then slide the window early (keeping the newest
+        listed). Segments that go early are counted."""
+        if self.max_bytes is not None:
+            self._free_bytes(self.bytes_held - self.max_bytes)
+        self._refresh_budget()
+
+    def _refresh_budget(self) -> None:
         if self.max_bytes is None:
+            self._open_budget = math.inf
             return
-        excess = self.bytes_held - self.max_bytes
+        store = self._store
+        self._open_budget = self.max_bytes - (store.bytes_listed + store.bytes_expired
+                                              + store.bytes_inits)
+
+    def _free_bytes(self, excess: int) -> None:
         if excess <= 0:
             return
+        excess = self._let_go_of_ts_bytes(excess)
         dropped = 0
         while excess > 0:
             freed = self._store.forget_oldest_expired()
@@ -804,15 +909,6 @@ class Segmenter:
                 dropped,
             )
             self._segments_dropped_early += dropped
-
-    def _note_frame(self, kind: str, dts: int) -> None:
-        last = self._last_dts.get(kind)
-        self._last_dts[kind] = dts
-        if kind == TrackKind.VIDEO and last is not None:
-            gap = dts - last
-            if 1 < gap <= MAX_FRAME_DURATION_MS:
-                # Smoothed, so a nudged (+1 ms) or dropped frame barely moves it.
-                self._frame_ms[kind] = 0.75 * self._frame_ms[kind] + 0.25 * gap
 
     def _drop(self, reason: str) -> None:
         if not self._drops[reason]:

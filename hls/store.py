@@ -1,8 +1,11 @@
 """What viewers can fetch of one channel's finished segments, by name, and what it weighs.
 
 Each finished segment is held as one entry with every resource made from it: its
-TS bytes, and with LL-HLS its parts and its fMP4 form (the parts back to back,
-so it weighs nothing more). An entry is listed while the segment is in the playlist,
+TS form (hls.tsjit: the frames it is muxed from when first asked for, and its bytes
+while they are kept), and with LL-HLS its parts and its fMP4 form (the parts back
+to back, so it weighs nothing more; the TS form's frames are the same buffers).
+An entry's size is what it holds: its media once, plus TS bytes while kept
+(`resize`). An entry is listed while the segment is in the playlist,
 then expired: still fetchable until a deadline (RFC 8216 6.2.2: its duration
 plus the longest playlist it appeared in; parts stay as long, which covers
 RFC 8216bis 6.2.2's three target durations after their EXT-X-PART tags go).
@@ -15,14 +18,16 @@ import math
 from dataclasses import dataclass, field
 
 from .chunks import Chunks
+from .tsjit import TsForm
 
 Data = bytes | bytearray | memoryview | Chunks
+Resource = Data | TsForm
 
 
 @dataclass(slots=True)
 class _Held:
     key: str
-    resources: dict[str, Data]
+    resources: dict[str, Resource]
     size: int  # bytes this entry owns (resources that share buffers count once)
     init: str | None
     longest_playlist: float = 0.0  # seconds: the longest playlist it appeared in
@@ -46,7 +51,7 @@ class SegmentStore:
         self.bytes_expired = 0
         self.bytes_inits = 0
 
-    def add(self, key: str, resources: dict[str, Data], size: int,
+    def add(self, key: str, resources: dict[str, Resource], size: int,
             init: tuple[str, bytes] | None = None) -> None:
         """List a finished segment under `key`; `init` is the section its fMP4 form needs."""
         held = _Held(key, resources, size, init[0] if init else None)
@@ -62,7 +67,7 @@ class SegmentStore:
                 self.bytes_inits += len(init[1])
             entry[1] += 1  # type: ignore[operator]
 
-    def get(self, name: str, now: float) -> Data | None:
+    def get(self, name: str, now: float) -> Resource | None:
         held = self._by_name.get(name)
         if held is not None:
             if now > held.deadline:
@@ -71,6 +76,26 @@ class SegmentStore:
             return held.resources[name]
         init = self._inits.get(name)
         return init[0] if init is not None else None  # type: ignore[return-value]
+
+    def get_form(self, key: str) -> TsForm | None:
+        """The TS form of the segment held under `key` (deadline or not)."""
+        held = self._by_name.get(key)
+        form = held.resources.get(key) if held is not None else None
+        return form if type(form) is TsForm else None
+
+    def ts_forms(self) -> list[TsForm]:
+        """The TS form of every segment held, oldest first."""
+        held = (*self._expired.values(), *self._listed.values())
+        return [form for h in held if type(form := h.resources.get(h.key)) is TsForm]
+
+    def resize(self, key: str, change: int) -> None:
+        """The entry under `key` holds `change` bytes more (or fewer): TS bytes kept or let go."""
+        held = self._by_name[key]
+        held.size += change
+        if held.deadline == math.inf:
+            self.bytes_listed += change
+        else:
+            self.bytes_expired += change
 
     def note_listed_in(self, keys: list[str], playlist_seconds: float) -> None:
         """These listed segments appeared in a playlist this long."""

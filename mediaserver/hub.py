@@ -84,10 +84,11 @@ class SegmenterFeed:
     hub lets go of it, whichever way it goes.
     """
 
-    __slots__ = ("configured", "offered_video", "segmenter")
+    __slots__ = ("configured", "name", "offered_video", "segmenter")
 
-    def __init__(self, segmenter: Segmenter) -> None:
+    def __init__(self, segmenter: Segmenter, name: str = "") -> None:
         self.segmenter = segmenter
+        self.name = name  # the channel's, for logs
         # Ingest side: whether the tracks offered so far include video (what a skip
         # resumes on).
         self.offered_video = False
@@ -99,6 +100,22 @@ class SegmenterFeed:
         """Where a skipping reader may pick up: a video keyframe (audio-only: any frame)."""
         return type(item) is MediaPacket and item.keyframe and (
             item.kind == "video" or not self.offered_video)
+
+    def handle_batch(self, items: list[ReaderItem | Skipped]) -> int:
+        """handle() each item in order, a frame straight into Segmenter.push (the reader's
+        drain makes one call per read, not one per frame); how many failed (logged)."""
+        failed = 0
+        push = self.segmenter.push
+        for item in items:
+            try:
+                if type(item) is MediaPacket:
+                    push(item)
+                else:
+                    self.handle(item)
+            except Exception:
+                failed += 1
+                log.exception("HLS reader of channel=%s failed on an item", self.name)
+        return failed
 
     def handle(self, item: ReaderItem | Skipped) -> None:
         """One queued item into the segmenter."""
@@ -259,10 +276,10 @@ class StreamHub:
         )
 
         live = LiveChannel(name, segmenter)
-        feed = live.feed = SegmenterFeed(segmenter)
+        feed = live.feed = SegmenterFeed(segmenter, name)
         live.reader = QueuedReader(f"hls:{name}", feed.handle, skippable=_is_media,
                                    resumes=feed.resumes, totals=self.reader_skips,
-                                   scheduler=self._drains)
+                                   scheduler=self._drains, handle_batch=feed.handle_batch)
         live.taps.extend(factory(name) for factory in self.tap_factories)
         self.channels[name] = live
         return live

@@ -306,7 +306,8 @@ class ServerCollector(Collector):
                                       "Packets the segmenter could not use, by reason.",
                                       labels=["channel", "reason"])
         window = GaugeMetricFamily(f"{NAMESPACE}_hls_window_bytes",
-                                   "Bytes of segments held in the playlist window.",
+                                   "Bytes held for the segments in the playlist window: their "
+                                   "media once, and their TS bytes once muxed.",
                                    labels=["channel"])
         held = GaugeMetricFamily(f"{NAMESPACE}_hls_bytes_held",
                                  "Bytes the channel holds: window, expired segments kept for "
@@ -321,6 +322,23 @@ class ServerCollector(Collector):
         clamped = CounterMetricFamily(f"{NAMESPACE}_hls_durations_clamped",
                                       "Segment durations capped at the target after a "
                                       "timestamp jump.", labels=["channel"])
+        ts_muxed = CounterMetricFamily(f"{NAMESPACE}_hls_ts_segments_muxed",
+                                       "MPEG-TS segments muxed (just in time, from the frames "
+                                       "held): for a request, or as they closed while the "
+                                       "channel had TS viewers. Never asked for: never muxed.",
+                                       labels=["channel", "when"])
+        ts_again = CounterMetricFamily(f"{NAMESPACE}_hls_ts_segments_muxed_again",
+                                       "TS segments muxed once more for a late request, their "
+                                       "bytes having been let go (left the playlist, or the "
+                                       "memory cap).", labels=["channel"])
+        ts_bytes = CounterMetricFamily(f"{NAMESPACE}_hls_ts_bytes_muxed",
+                                       "Bytes of MPEG-TS muxed.", labels=["channel"])
+        ts_seconds = CounterMetricFamily(f"{NAMESPACE}_hls_ts_mux_seconds",
+                                         "Time spent muxing MPEG-TS segments, on the loop.",
+                                         labels=["channel"])
+        ts_failed = CounterMetricFamily(f"{NAMESPACE}_hls_ts_mux_failures",
+                                        "TS segments that could not be muxed.",
+                                        labels=["channel"])
         viewers = GaugeMetricFamily(f"{NAMESPACE}_hls_viewers",
                                     "Distinct clients that fetched the channel within the "
                                     "last target duration.", labels=["channel"])
@@ -334,10 +352,18 @@ class ServerCollector(Collector):
             dropped_early.add_metric([name], segmenter.segments_dropped_early)
             forced.add_metric([name], segmenter.forced_cuts)
             clamped.add_metric([name], segmenter.durations_clamped)
+            packager = segmenter.ts_packager
+            ts_muxed.add_metric([name, "request"], packager.made_on_request)
+            ts_muxed.add_metric([name, "close"], packager.made_at_close)
+            ts_again.add_metric([name], packager.made_again)
+            ts_bytes.add_metric([name], packager.bytes_made)
+            ts_seconds.add_metric([name], packager.seconds)
+            ts_failed.add_metric([name], packager.failed)
             span = max(float(segmenter.target_duration_seen), MIN_VIEWER_WINDOW_SECONDS)
             viewers.add_metric([name], self._traffic.viewers(name, span))
         self._traffic.forget_others(name for name, _ in channels)
-        yield from (produced, dropped, window, held, dropped_early, forced, clamped, viewers)
+        yield from (produced, dropped, window, held, dropped_early, forced, clamped, ts_muxed,
+                    ts_again, ts_bytes, ts_seconds, ts_failed, viewers)
         yield self._segments.family(f"{NAMESPACE}_hls_segment_duration_seconds",
                                     "Durations of published segments.",
                                     (name for name, _ in channels))

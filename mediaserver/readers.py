@@ -88,7 +88,9 @@ class QueuedReader(Generic[Item]):
 
     `skippable` tells media (may be skipped) from control items (always kept);
     `resumes` tells which skippable item a skip may end on. `totals`, if given,
-    is a counter shared with other readers (the hub's, for /metrics).
+    is a counter shared with other readers (the hub's, for /metrics). `handle_batch`,
+    if given, is called instead with everything queued at once, in order, and returns
+    how many items failed (it logs them): one call per drain, not one per frame.
     """
 
     def __init__(
@@ -101,11 +103,13 @@ class QueuedReader(Generic[Item]):
         resumes: Callable[[Item], bool] = _always,
         totals: SkipCounters | None = None,
         scheduler: DrainScheduler | None = None,
+        handle_batch: Callable[[list[Item | Skipped]], int] | None = None,
     ) -> None:
         if max_queued < 1:
             raise ValueError("max_queued must be at least 1")
         self.name = name
         self._handle = handle
+        self._handle_batch = handle_batch
         self._queue: deque[Item | Skipped] = deque()
         self._max_queued = max_queued
         self._skippable = skippable
@@ -195,6 +199,12 @@ class QueuedReader(Generic[Item]):
     def _drain(self) -> None:
         self._scheduled = False
         queue = self._queue
+        if self._handle_batch is not None:
+            while queue:  # items offered while handling are taken too
+                items = list(queue)
+                queue.clear()
+                self.errors += self._handle_batch(items)
+            return
         handle = self._handle
         while queue:
             item = queue.popleft()

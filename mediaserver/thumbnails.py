@@ -75,7 +75,7 @@ class Picture:
     height: int
 
 
-def render_jpeg(config: TrackConfig, keyframe: bytes) -> Picture:
+def render_jpeg(config: TrackConfig, keyframe: bytes | memoryview) -> Picture:
     """Decode one keyframe (as FLV carries it: AVCC/HVCC NAL units) and encode a JPEG.
 
     Blocking and CPU-bound: call it from a worker thread. The decoder gets the
@@ -114,7 +114,7 @@ class _Slot:
 
     def __init__(self) -> None:
         self.config: TrackConfig | None = None
-        self.keyframe: tuple[TrackConfig, bytes] | None = None
+        self.keyframe: tuple[TrackConfig, bytes | memoryview] | None = None
         self.serial = 0  # bumps with each keyframe kept
         self.rendered_serial = 0
         self.rendered_at = float("-inf")
@@ -125,8 +125,9 @@ class _Slot:
         """The channel tap: runs in ingest, so it only swaps references."""
         if type(item) is MediaPacket:
             if item.keyframe and item.kind == "video" and self.config is not None:
-                # A copy: the bytes outlive this call and are read from another thread.
-                self.keyframe = (self.config, bytes(item.data))
+                # Kept until the next keyframe and read from another thread: a view of
+                # immutable bytes as it is (the ingest path's payloads are), else a copy.
+                self.keyframe = (self.config, _immutable(item.data))
                 self.serial += 1
         elif isinstance(item, TracksChanged):
             video = item.video
@@ -259,7 +260,15 @@ def _no_picture() -> web.Response:
                         headers={"Cache-Control": "no-store", **_CORS})
 
 
-def _render_timed(config: TrackConfig, keyframe: bytes) -> tuple[Picture | None, float]:
+def _immutable(data: bytes | memoryview) -> bytes | memoryview:
+    """`data` if nothing can change it, else a copy of it."""
+    if type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes):
+        return data
+    return bytes(data)
+
+
+def _render_timed(config: TrackConfig, keyframe: bytes | memoryview
+                  ) -> tuple[Picture | None, float]:
     """Worker-thread side: never raises, so a bad keyframe costs one log line."""
     started = time.perf_counter()
     try:

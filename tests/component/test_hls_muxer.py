@@ -148,3 +148,13 @@ def test_frames_ffmpeg_cannot_mux_are_refused_before_it_and_do_not_spoil_the_nex
     assert not [r for r in caplog.records if r.name.startswith("libav")]
     probe = probe_segment(muxer.close())
     assert probe.codecs == {"video": "h264", "audio": "aac"} and probe.first_frame_decoded
+
+
+def test_templates_let_go_are_built_again_alike(hls_clip: Media) -> None:
+    kept = TrackSet(hls_clip.video, hls_clip.audio)
+    released = TrackSet(hls_clip.video, hls_clip.audio)
+    released.close()  # an unwatched channel lets its templates go (~0.14 MB)
+    gop = first_gop(hls_clip)
+    assert mux(released, gop).close() == mux(kept, gop).close()
+    kept.close()
+    released.close()

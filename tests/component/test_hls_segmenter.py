@@ -147,16 +147,25 @@ def test_ffprobe_accepts_a_segment(hls_av_segmented: Segmenter, tmp_path: Path) 
     assert int(streams["audio"]["sample_rate"]) == 48000
 
 
-def test_observability_properties(hls_av_segmented: Segmenter) -> None:
-    segments = segments_of(hls_av_segmented)
-    assert hls_av_segmented.segments_produced == 4
-    assert hls_av_segmented.last_segment_duration == pytest.approx(1.0, abs=FRAME / 2)
-    assert hls_av_segmented.longest_segment_duration == pytest.approx(2.0, abs=FRAME / 2)
-    assert hls_av_segmented.target_duration_seen == 2
-    assert hls_av_segmented.bytes_in_window == sum(len(data) for _, data, _ in segments)
-    assert hls_av_segmented.ended
-    assert hls_av_segmented.state is State.ENDED
-    assert hls_av_segmented.packets_dropped == 0
+def test_observability_properties(hls_av: Media) -> None:
+    seen: list[SegmentInfo] = []
+    segmenter = Segmenter(name_token="", on_segment=seen.append)
+    feed(segmenter, hls_av)
+    segmenter.end()
+    # The media is held once (no TS is made before it is asked for)...
+    media = sum(len(packet.data) for packet in hls_av.packets)
+    assert sum(info.size for info in seen) == media
+    assert segmenter.bytes_in_window == segmenter.bytes_held == media
+    # ...and each TS segment, once made, is kept while it is listed.
+    segments = segments_of(segmenter)
+    assert segmenter.bytes_in_window == media + sum(len(data) for _, data, _ in segments)
+    assert segmenter.segments_produced == 4
+    assert segmenter.last_segment_duration == pytest.approx(1.0, abs=FRAME / 2)
+    assert segmenter.longest_segment_duration == pytest.approx(2.0, abs=FRAME / 2)
+    assert segmenter.target_duration_seen == 2
+    assert segmenter.ended
+    assert segmenter.state is State.ENDED
+    assert segmenter.packets_dropped == 0
 
 
 def test_program_date_time_is_the_wall_clock_at_each_segments_first_packet(hls_av: Media) -> None:
@@ -178,7 +187,7 @@ def test_on_segment_reports_every_cut(hls_av: Media) -> None:
     assert [info.name for info in seen] == [f"seg{i}.ts" for i in range(4)]
     for info in seen:
         data = segmenter.segment(info.name)
-        assert data is not None and info.size == len(data)
+        assert data is not None and 0 < info.size < len(data)  # the media, without TS overhead
         assert not info.discontinuity and info.independent
     assert [info.duration for info in seen] == [e.duration for e in segmenter.playlist.segments]
 
@@ -396,7 +405,13 @@ def test_window_is_bounded_and_expired_segments_linger(hls_av: Media) -> None:
     for uri in ("seg0.ts", "seg1.ts", "seg2.ts", "seg3.ts"):  # slid out seconds ago: served
         assert segmenter.segment(uri) is not None
     assert segmenter.segment("nope.ts") is None
-    assert segmenter.bytes_in_window == sum(len(segmenter.segment(u) or b"") for u in listed)
+    # Expired segments keep their media, not their TS bytes (made again when asked for).
+    kept = segmenter.bytes_kept_expired
+    assert segmenter.segment("seg0.ts") == segmenter.segment("seg0.ts")
+    assert segmenter.bytes_kept_expired == kept
+    media = segmenter.bytes_in_window
+    ts = sum(len(segmenter.segment(u) or b"") for u in listed)
+    assert segmenter.bytes_in_window == media + ts  # listed ones keep them
     clock.now += 60  # long past every deadline: gone, and no longer held
     assert all(segmenter.segment(f"seg{i}.ts") is None for i in range(4))
     assert segmenter.bytes_kept_expired == 0
@@ -796,8 +811,12 @@ def test_memory_cap_holds_with_megabyte_frames(hls_av: Media) -> None:
     assert segmenter.segments_dropped_early > 0
     assert segmenter.drop_reasons == {}
     listed = segmenter.playlist.segments
-    assert listed and all(segmenter.segment(e.uri) is not None for e in listed)
-    assert segmenter.bytes_in_window == sum(len(segmenter.segment(e.uri) or b"") for e in listed)
+    served = [segmenter.segment(e.uri) for e in listed]
+    assert listed and all(data is not None for data in served)
+    # TS bytes made for requests stay within the cap too: what it has no room for is made
+    # again on the next request, byte for byte.
+    assert segmenter.bytes_held <= cap
+    assert [segmenter.segment(e.uri) for e in listed] == served
 
 
 def test_memory_cap_drops_expired_before_listed(hls_av: Media) -> None:

@@ -500,3 +500,26 @@ async def test_the_queue_is_empty_once_the_playlist_ended() -> None:
 
 def test_publish_ended_keeps_its_name() -> None:
     assert PublishEnded("x").reason == "x"
+
+
+async def test_a_frame_the_segmenter_fails_on_is_counted_and_the_rest_go_in(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    rig = Rig()
+    publisher = rig.publish()
+    live = rig.hub.channels["cam"]
+    original = type(live.segmenter).push
+    pushed = []
+
+    def push(segmenter, packet):  # type: ignore[no-untyped-def]
+        pushed.append(packet)
+        if len(pushed) == 3:
+            raise RuntimeError("a bug in the segmenter")
+        original(segmenter, packet)
+
+    monkeypatch.setattr(type(live.segmenter), "push", push)
+    feed(publisher, av_clip())
+    await settle()
+    # The drain handed the frames over in batches; one failed, the others went in.
+    assert live.reader.errors == 1 and len(pushed) > 100
+    assert "HLS reader of channel=cam failed on an item" in caplog.text
+    assert rig.playlist().segments

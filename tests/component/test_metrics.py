@@ -102,6 +102,20 @@ async def test_stream_series_come_from_the_hub(live_hub) -> None:
     segmenter = hub.channels["cam1"].segmenter
     assert value(parsed, "mediaserver_hls_bytes_held", channel="cam1") == segmenter.bytes_held
     assert segmenter.bytes_held >= segmenter.bytes_in_window > 0
+    # No TS segment was asked for: none was muxed.
+    for when in ("request", "close"):
+        assert value(parsed, "mediaserver_hls_ts_segments_muxed_total", channel="cam1",
+                     when=when) == 0
+    assert value(parsed, "mediaserver_hls_ts_bytes_muxed_total", channel="cam1") == 0
+    first = segmenter.playlist.segments[0].uri
+    ts = segmenter.segment(first)
+    assert ts is not None
+    parsed = samples(generate_latest(metrics.registry).decode())
+    assert value(parsed, "mediaserver_hls_ts_segments_muxed_total", channel="cam1",
+                 when="request") == 1
+    assert value(parsed, "mediaserver_hls_ts_bytes_muxed_total", channel="cam1") == len(ts)
+    assert value(parsed, "mediaserver_hls_ts_mux_seconds_total", channel="cam1") > 0
+    assert value(parsed, "mediaserver_hls_ts_mux_failures_total", channel="cam1") == 0
     for counter in ("segments_dropped_early", "forced_cuts", "durations_clamped"):
         # A clean 2 s GOP clip under the cap needs none of the safety valves.
         assert value(parsed, f"mediaserver_hls_{counter}_total", channel="cam1") == 0

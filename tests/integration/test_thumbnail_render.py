@@ -182,3 +182,23 @@ async def test_gone_channels_are_pruned() -> None:
         assert set(thumbnailer._slots) == {"b", "c"}
     finally:
         thumbnailer.close()
+
+
+async def test_a_keyframe_is_kept_without_a_copy_unless_it_could_change() -> None:
+    thumbnailer = Thumbnailer(exists=lambda name: True)
+    try:
+        media = av_clip()
+        key = keyframes(media)[0]
+        tap = thumbnailer.tap("cam1")
+        tap(TracksChanged(media.video, media.audio))
+        payload = b"\x17\x01\x00\x00\x00" + bytes(key.data)  # as the ingest path holds it
+        view = memoryview(payload)[5:]
+        tap(MediaPacket("video", 0, 0, True, view))
+        assert thumbnailer._slots["cam1"].keyframe[1] is view  # no copy of immutable bytes
+        writable = bytearray(key.data)
+        tap(MediaPacket("video", 2000, 2000, True, memoryview(writable)))
+        writable[:] = b"\x00" * len(writable)  # the sender reuses its buffer
+        picture = await thumbnailer.picture("cam1")
+        assert picture is not None and jpeg_size(picture.jpeg) == (1280, 720)
+    finally:
+        thumbnailer.close()

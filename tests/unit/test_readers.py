@@ -133,3 +133,22 @@ async def test_offer_all_queues_a_batch_only_when_the_reader_keeps_up() -> None:
     assert reader.offer_all(["f8"])
     await asyncio.sleep(0)
     assert seen == [SKIPPED, "K7", "f8"]
+
+
+async def test_a_batch_handler_gets_each_drain_at_once_and_reports_failures() -> None:
+    batches: list[list[int]] = []
+
+    def handle_batch(items: list[int]) -> int:
+        batches.append(items)
+        if len(batches) == 1:
+            reader.offer(99)  # offered while handling: taken in the same drain
+        return sum(1 for item in items if item == 1)
+
+    reader: QueuedReader[int] = QueuedReader("r", lambda item: None, handle_batch=handle_batch)
+    for i in range(3):
+        reader.offer(i)
+    await asyncio.sleep(0)
+    assert batches == [[0, 1, 2], [99]] and reader.errors == 1 and reader.backlog == 0
+    reader.offer(5)
+    reader.flush()
+    assert batches[-1] == [5]
