@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-import hls.http
+import hls.versions
 from hls.http import SEGMENT_MAX_AGE, add_hls_routes
 from hls.segmenter import Segmenter
 from tests.hls_media import av_clip, playlist_entries
@@ -367,7 +367,7 @@ async def test_playlist_is_encoded_once_per_change(
         compressions.append(len(data))
         return real_compress(data, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(hls.http.gzip, "compress", counting)
+    monkeypatch.setattr(hls.versions.gzip, "compress", counting)
     for accept in ("gzip", "identity") * 10:
         assert (await client.get(PLAYLIST, headers={"Accept-Encoding": accept})).status == 200
     assert len(compressions) == 1
