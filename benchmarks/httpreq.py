@@ -9,8 +9,9 @@ then the newest segment. The same server is read from /proc before and after:
 CPU per request is its CPU in the window, less what the stream alone cost it over
 an idle window of the same server just before (publisher only, no requests), over
 the requests answered. wrk rather than a Python client because the load generator
-must cost much less than the server per request, or it would be what is measured:
-at 50 connections wrk needs a few µs of its core per request.
+must not be what limits the rate: wrk used about 10 µs of its own core per playlist
+request (60-75 % of it at 55-67k requests/s, never saturated), where an aiohttp
+client needs several times that and could not keep a 15 µs server busy from one core.
 
 Servers alternate round by round (`--rounds`): ours (the default: the hot path on),
 ours with `--http-fast-path off` (every request through aiohttp: the before) and
@@ -102,7 +103,7 @@ _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 def _latency_ms(report: str, percentile: str) -> float | None:
     match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE)
-    return float(match[1]) * _UNITS_MS[match[2]] if match else None
+    return round(float(match[1]) * _UNITS_MS[match[2]], 3) if match else None
 
 
 def parse_wrk(report: str) -> dict[str, Any]:
