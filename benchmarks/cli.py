@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import cmafmux, httpreq, llviewers, pipeline, procstats
+from . import cmafmux, httpparse, httpreq, llviewers, pipeline, procstats
 from . import edge as edge_mod
 from . import soak as soak_mod
 from . import workers as workers_mod
@@ -36,6 +36,8 @@ DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
                                   "server on one core"),
     "httpreq": (httpreq.main, "CPU per playlist and per segment request (wrk, keep-alive): "
                               "ours with and without the hot path, nginx-rtmp"),
+    "httpparse": (httpparse.main, "the hot path's request-head parser: httptools against a "
+                                  "minimal Python one, in-process"),
 }
 SCENARIOS = {
     "publishers": ("1,10,50,100,200", "N publishers with HLS on, no viewers"),
