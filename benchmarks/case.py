@@ -27,6 +27,9 @@ class Settings:
     max_lag: float = 0.5  # a publisher more than this behind real time "fell behind"
     first_segment_timeout: float = 20.0
     segment_target: float = 2.0  # as configured on the server: when first segments can appear
+    # Seconds between the latency sampler's requests (scenarios without viewers); shorter
+    # gives a p99 of many samples rather than the window's worst few.
+    sample_interval: float = 1.0
     profile_dir: Path | None = None  # py-spy our server during the window, raw stacks here
     profile_native: bool = False  # include C frames in the profile
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import cmafmux, llviewers, memory, pipeline, procstats, tsjit
+from . import cmafmux, httpparse, httpreq, llviewers, memory, pipeline, procstats, tsjit
 from . import edge as edge_mod
 from . import soak as soak_mod
 from . import workers as workers_mod
@@ -37,6 +37,10 @@ DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "memory": (memory.main, "memory per stream on the wall clock, in-process: what the "
                             "segmenters hold, RSS, where the heap is"),
     "tsjit": (tsjit.main, "what a TS segment muxed just in time costs its first request"),
+    "httpreq": (httpreq.main, "CPU per playlist and per segment request (wrk, keep-alive): "
+                              "ours with and without the hot path, nginx-rtmp"),
+    "httpparse": (httpparse.main, "the hot path's request-head parser: httptools against a "
+                                  "minimal Python one, in-process"),
 }
 SCENARIOS = {
     "publishers": ("1,10,50,100,200", "N publishers with HLS on, no viewers"),
@@ -196,6 +200,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="pacer tick, seconds (coarser: fewer, bigger writes)")
     parser.add_argument("--max-lag", type=float, default=0.5,
                         help="a publisher this many seconds behind real time fell behind")
+    parser.add_argument("--sample-interval", type=float, default=1.0,
+                        help="seconds between the latency sampler's playlist + segment "
+                             "fetches (cases without viewers); 0.05 gives a p99 of ~600 "
+                             "samples in 30 s instead of the worst of ~30")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU the server is pinned to")
     parser.add_argument("--load-cpu", type=int, default=1,
                         help="CPU this process (the load) is pinned to")
@@ -267,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _settings(args: argparse.Namespace, seconds: float, segment: float) -> Settings:
     return Settings(seconds=seconds, ramp=segment if args.ramp is None else args.ramp,
                     warmup=args.warmup, tick=args.tick, max_lag=args.max_lag,
-                    segment_target=segment)
+                    segment_target=segment,
+                    sample_interval=args.sample_interval)
 
 
 def _load_clip(args: argparse.Namespace, smoke: bool) -> tuple[Path, ChunkedClip]:

@@ -22,7 +22,8 @@ class HttpLoad:
         self.source = "viewers" if case.viewers_per_stream else "sampler"
         self._viewers = [Viewer(session, url) for url in playlist_urls
                          for _ in range(case.viewers_per_stream)]
-        self._sampler = None if self._viewers else LatencySampler(session, playlist_urls)
+        self._sampler = None if self._viewers else LatencySampler(
+            session, playlist_urls, interval=settings.sample_interval)
         self._ramp = settings.ramp
         self._tasks: list[asyncio.Task[ViewerStats | None]] = []
 

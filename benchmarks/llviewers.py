@@ -331,8 +331,10 @@ class PublisherProcess:
     """`python -m benchmarks.llviewers --publish ...` as a child; its clock and lag."""
 
     def __init__(self, host: str, port: int, key: str, clip: Path, cpu: int | None) -> None:
+        # The key as --publish-key=KEY: a random key may begin with "-", which argparse
+        # would take for an option if it stood alone.
         self.args = [sys.executable, "-m", "benchmarks.llviewers", "--publish", host,
-                     str(port), key, "--clip", str(clip)]
+                     str(port), f"--publish-key={key}", "--clip", str(clip)]
         self.cpu = cpu
         self.start = 0.0
         self.max_lag = 0.0
@@ -483,15 +485,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--clip", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--publish", nargs=3, metavar=("HOST", "PORT", "KEY"),
+    parser.add_argument("--publish", nargs=2, metavar=("HOST", "PORT"),
                         help=argparse.SUPPRESS)  # the publisher child
+    parser.add_argument("--publish-key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     clip = args.clip or ensure_clip(BENCH_CLIP, args.cache)
     import uvloop
 
     if args.publish:
-        host, port, key = args.publish
-        return uvloop.run(publish_forever(host, int(port), key, clip))
+        host, port = args.publish
+        return uvloop.run(publish_forever(host, int(port), args.publish_key, clip))
     procstats.pin(0, args.load_cpu)
     result = uvloop.run(measure(args.viewers, args.seconds, args.server_cpu, args.load_cpu,
                                 args.ours_arg, clip, parts=not args.playlists_only))

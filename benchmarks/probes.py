@@ -76,8 +76,10 @@ async def edge_lag(session: aiohttp.ClientSession, url: str, media_sent: float) 
 class LatencySampler:
     """A slow, steady HLS client on random streams: request latency under load."""
 
-    def __init__(self, session: aiohttp.ClientSession, urls: list[str], seed: int = 1) -> None:
+    def __init__(self, session: aiohttp.ClientSession, urls: list[str], seed: int = 1,
+                 interval: float = LATENCY_SAMPLE_INTERVAL) -> None:
         self.session = session
+        self.interval = interval
         self.urls = urls
         self.playlist: list[float] = []
         self.segment: list[float] = []
@@ -101,4 +103,4 @@ class LatencySampler:
                     self.errors += 1
             except (aiohttp.ClientError, TimeoutError, OSError):
                 self.errors += 1
-            await asyncio.sleep(LATENCY_SAMPLE_INTERVAL)
+            await asyncio.sleep(self.interval)

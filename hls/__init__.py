@@ -12,6 +12,8 @@
 - ``hls.store``: what each channel keeps fetchable, by name, and what it weighs.
 - ``hls.directives``: LL-HLS delivery directives (blocking reload, delta updates).
 - ``hls.http``: ``add_hls_routes`` for aiohttp; ``hls.waiters``: blocked requests.
+- ``hls.versions``: a playlist as served (body, ETag, gzip), made once per change;
+  ``hls.hot``: the hot URLs' answers as bytes for the wire (``hls.wire``: their heads).
 - ``hls.aac``: the one AudioSpecificConfig reader; ``hls.names``: the channel-name rule.
 
 Nothing is imported here, so ``hls.media`` stays cheap for the ingest side.

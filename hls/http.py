@@ -7,10 +7,13 @@ every answer, 404s included, so a web player sees the real status instead of
 an opaque network error.
 
 Playlists answer conditional requests (ETag, If-None-Match -> 304) and are
-gzipped when the request accepts it (RFC 8216 6.2.1's SHOULDs). Every viewer
-of a channel asks for the same few hundred bytes until the next segment, so
-the body, its ETag and its gzipped form are made once per playlist change
-(keyed on the identity of the text the playlist model caches), never per request.
+gzipped when the request accepts it (RFC 8216 6.2.1's SHOULDs); the body, its
+ETag and its gzipped form are made once per playlist change (hls.versions).
+
+The hot URLs of local channels (playlists without delivery directives, segments,
+parts, init sections) can also be answered below aiohttp, from bytes made ahead
+(hls.hot): `add_hls_routes` builds those answers from the same versions and
+headers as the handlers here, and leaves them in the app under HLS_HOT.
 
 A channel not held here may be held by another node: with a RemoteSource
 (hls/remote.py) the handlers ask it and serve its answer with the same headers
@@ -28,14 +31,10 @@ most BLOCKING_TARGETS target durations, then get 503 (RFC 8216bis 6.2.5.2).
 
 from __future__ import annotations
 
-import functools
-import gzip
-import hashlib
 import logging
 import re
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiohttp import payload, web
 from aiohttp.abc import AbstractStreamWriter
@@ -43,6 +42,7 @@ from aiohttp.abc import AbstractStreamWriter
 from .chunks import Chunks
 from .directives import DirectiveError, Directives, parse_directives, satisfied, too_far
 from .edge_hold import HoldError, hold, requested_hold
+from .hot import Canned, HotAnswers, HotHeads
 from .names import CHANNEL_NAME
 from .remote import (
     EDGE_HEADER,
@@ -58,31 +58,26 @@ from .remote import (
 )
 from .segmenter import Segmenter
 from .store import Data
+from .versions import CORS as _CORS
+from .versions import PlaylistVersion, PlaylistVersions, etag_matches
 from .waiters import Signals
+from .wire import response_head
 
 log = logging.getLogger("hls.http")
 
 SEGMENT_STEM = re.compile(r"[A-Za-z0-9_-]{1,128}")
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
 FMP4_TYPE = "video/mp4"  # init sections, parts and fMP4 segments alike
 # RFC 8216bis 6.2.5.2: a server that cannot answer a blocking request after this many
 # target durations SHOULD answer 503. A hinted part is held as long.
 BLOCKING_TARGETS = 3
-PLAYLIST_CACHE = "no-cache"
 # Any max-age is safe for names that are never reused; an hour keeps CDN edges useful
 # for late re-requests without pinning segments of a long-gone stream for a day.
 SEGMENT_MAX_AGE = 3600
 PREFLIGHT_MAX_AGE = 86400
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 DEFAULT_ALLOWED_HEADERS = "Range, Accept, Cache-Control, If-None-Match, If-Modified-Since"
-EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, Age, Date, ETag"
 _MAX_REQUESTED_HEADERS = 1024  # longest Access-Control-Request-Headers echoed back
-# Level 6 (gzip's default): a playlist is compressed once per change, so the cost
-# hardly matters, and higher levels gain nothing on a few hundred bytes of text.
-GZIP_LEVEL = 6
-# Distinct Accept-Encoding values remembered (browsers and players send a handful).
-_ACCEPT_ENCODING_CACHE = 256
 
 # (kind, status, channel, client): client is "address user-agent", what a viewer count keys on.
 RequestHook = Callable[[str, int, str, str], None]
@@ -107,6 +102,8 @@ def add_hls_routes(
     "ll_playlist", "segment" (any media) or "preflight".
     """
     handlers = _Handlers(lookup, on_request, segment_max_age, remote)
+    app[HLS_HOT] = HotAnswers(lookup, handlers.versions, handlers.hot_heads(), prefix=prefix,
+                              on_request=on_request)
     routes = (
         ("index.m3u8", handlers.playlist),
         ("ll.m3u8", handlers.ll_playlist),
@@ -124,47 +121,13 @@ def add_hls_routes(
 
 # The blocked-request signals of an app's HLS routes (tests and benchmarks count waiters).
 HLS_SIGNALS: web.AppKey[Signals] = web.AppKey("hls_signals", Signals)
-
-
-@dataclass(frozen=True, slots=True)
-class _Representation:
-    """One form of a playlist version: its body and the headers that go with it."""
-
-    body: bytes
-    etag: str  # quoted, as sent
-    headers: dict[str, str]
-    not_modified_headers: dict[str, str]
-
-    @classmethod
-    def make(cls, body: bytes, etag: str, encoding: str | None) -> _Representation:
-        common = {"Cache-Control": PLAYLIST_CACHE, "ETag": etag, "Vary": "Accept-Encoding"}
-        common |= _CORS
-        headers = {"Content-Type": PLAYLIST_TYPE} | common
-        if encoding is not None:
-            headers["Content-Encoding"] = encoding
-        return cls(body, etag, headers, common)
-
-
-@dataclass(frozen=True, slots=True)
-class _PlaylistVersion:
-    """A playlist body as served: identity and gzip forms, made once per change."""
-
-    identity: _Representation
-    gzipped: _Representation
-
-    @classmethod
-    def of(cls, body: bytes) -> _PlaylistVersion:
-        # A digest of the body: every node serving the same playlist gives the same ETag.
-        tag = hashlib.blake2b(body, digest_size=12).hexdigest()
-        # A gzipped body is another representation, so it gets its own strong ETag.
-        identity = _Representation.make(body, f'"{tag}"', None)
-        packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-        return cls(identity, _Representation.make(packed, f'"{tag}-gzip"', "gzip"))
+# The same routes' hot answers, for a server that answers them below aiohttp (hls.hot).
+HLS_HOT: web.AppKey[HotAnswers] = web.AppKey("hls_hot", HotAnswers)
 
 
 class _Handlers:
-    __slots__ = ("_lookup", "_on_request", "_playlists", "_remote", "_remote_playlists",
-                 "_segment_cache", "signals")
+    __slots__ = ("_lookup", "_on_request", "_remote", "_remote_playlists", "_segment_cache",
+                 "signals", "versions")
 
     def __init__(
         self,
@@ -177,14 +140,11 @@ class _Handlers:
         self._on_request = on_request
         self._remote = remote
         self._segment_cache = f"public, max-age={segment_max_age}, immutable"
-        # Per segmenter and form (TS, LL, LL delta), the last text served (the model's
-        # cached object: a new object means a new version) and its version; goes away
-        # with the segmenter.
-        self._playlists: weakref.WeakKeyDictionary[
-            Segmenter, dict[str, tuple[str, _PlaylistVersion]]] = weakref.WeakKeyDictionary()
+        # Shared with the hot answers: a playlist change is encoded once for both.
+        self.versions = PlaylistVersions()
         self.signals = Signals()
         # Per remote body, its version; goes away when the source lets go of the body.
-        self._remote_playlists: weakref.WeakKeyDictionary[Found, _PlaylistVersion] = (
+        self._remote_playlists: weakref.WeakKeyDictionary[Found, PlaylistVersion] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -203,7 +163,7 @@ class _Handlers:
         return self._done(request, "playlist", _conditional(request, version))
 
     async def _hold_for_edge(self, request: web.Request, segmenter: Segmenter,
-                             version: _PlaylistVersion) -> web.Response | None:
+                             version: PlaylistVersion) -> web.Response | None:
         """Hold an edge's request while the playlist is still the one it has; the answer
         instead when the wait is malformed (400) or the channel left this node (404)."""
         channel = request.match_info["channel"]
@@ -211,7 +171,7 @@ class _Handlers:
             seconds = requested_hold(request.headers)
         except HoldError as exc:
             return self._bad_request(channel, str(exc))
-        if not seconds or segmenter.ended or not _etag_matches(
+        if not seconds or segmenter.ended or not etag_matches(
                 request.headers.get("If-None-Match"), version.identity.etag):
             return None  # an ended playlist never changes: nothing to wait for
         text = segmenter.render_playlist()
@@ -264,16 +224,8 @@ class _Handlers:
             return None, woken_at
         return _unavailable(f"no such part within {timeout} s: the stream may have stalled"), None
 
-    def _version(self, segmenter: Segmenter, form: str, text: str) -> _PlaylistVersion:
-        forms = self._playlists.get(segmenter)
-        if forms is None:
-            forms = self._playlists[segmenter] = {}
-        known = forms.get(form)
-        if known is not None and known[0] is text:
-            return known[1]
-        version = _PlaylistVersion.of(text.encode())
-        forms[form] = (text, version)
-        return version
+    def _version(self, segmenter: Segmenter, form: str, text: str) -> PlaylistVersion:
+        return self.versions.of(segmenter, form, text)
 
     def _bad_request(self, channel: str, reason: str) -> web.Response:
         log.info("bad HLS request channel=%s: %s", channel, reason)
@@ -287,7 +239,7 @@ class _Handlers:
         segmenter, name = found
         data = segmenter.segment(name)
         if data is None:
-            return self._done(request, "segment", _not_found("segment expired or unknown"))
+            return self._done(request, "segment", _not_found(_UNKNOWN_MEDIA))
         return self._done(request, "segment", self._media(request, data, SEGMENT_TYPE))
 
     async def _media_request(self, request: web.Request, content_type: str
@@ -296,7 +248,7 @@ class _Handlers:
         for a name that cannot be ours, or another node's answer for its channel."""
         stem = request.match_info["segment"]
         if not SEGMENT_STEM.fullmatch(stem):
-            return _not_found("segment expired or unknown")
+            return _not_found(_UNKNOWN_MEDIA)
         segmenter = self._find(request.match_info["channel"])
         if segmenter is None:
             return await self.remote_media(request, content_type)
@@ -323,18 +275,31 @@ class _Handlers:
                     f"the hinted part did not come within {timeout} s"))
             data = segmenter.segment(name)
         if data is None:
-            return self._done(request, "segment", _not_found("segment expired or unknown"))
+            return self._done(request, "segment", _not_found(_UNKNOWN_MEDIA))
         response = self._media(request, data, FMP4_TYPE)
         self.signals.answered(woken_at)
         return self._done(request, "segment", response)
 
     def _media(self, request: web.Request, data: Data, content_type: str) -> web.Response:
-        headers = {
+        return _ranged(request.headers.get("Range"), data, self._media_headers(content_type))
+
+    def _media_headers(self, content_type: str) -> dict[str, str]:
+        return {
             "Content-Type": content_type,
             "Cache-Control": self._segment_cache,
             "Accept-Ranges": "bytes",
         } | _CORS
-        return _ranged(request.headers.get("Range"), data, headers)
+
+    def hot_heads(self) -> HotHeads:
+        """The answers hls.hot gives without aiohttp, made by the functions these
+        handlers answer with, so that both paths send the same headers."""
+        return HotHeads(
+            ts_media=response_head(200, self._media_headers(SEGMENT_TYPE)),
+            fmp4_media=response_head(200, self._media_headers(FMP4_TYPE)),
+            not_ready=_canned(_not_found(_NOT_READY)),
+            ll_off=_canned(_not_found(_LL_OFF)),
+            unknown_media=_canned(_not_found(_UNKNOWN_MEDIA)),
+        )
 
     # ---- channels held by another node ------------------------------------------------
     # Public so that routes added later (LL-HLS playlists, parts, init sections) answer
@@ -346,7 +311,7 @@ class _Handlers:
         if isinstance(answer, Found):
             version = self._remote_playlists.get(answer)
             if version is None:
-                version = self._remote_playlists[answer] = _PlaylistVersion.of(answer.body)
+                version = self._remote_playlists[answer] = PlaylistVersion.of(answer.body)
             return _conditional(request, version)
         return _not_served(answer)
 
@@ -396,11 +361,8 @@ class _Handlers:
         return response
 
 
-_CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": EXPOSED_HEADERS,
-}
 _NOT_READY = "no segments yet: the stream has started, retry in a moment"
+_UNKNOWN_MEDIA = "segment expired or unknown"
 _LL_OFF = "low-latency HLS is off on this server: play index.m3u8"
 
 
@@ -417,12 +379,12 @@ def _unavailable(text: str) -> web.Response:
     return web.Response(status=503, text=text + "\n", headers=headers)
 
 
-def _conditional(request: web.Request, version: _PlaylistVersion) -> web.Response:
+def _conditional(request: web.Request, version: PlaylistVersion) -> web.Response:
     """The playlist version the request accepts (gzip or not), or 304 if it has it."""
     headers = request.headers
-    gzipped = _accepts_gzip(headers.get("Accept-Encoding"))
-    chosen = version.gzipped if gzipped else version.identity
-    if _etag_matches(headers.get("If-None-Match"), chosen.etag):
+    chosen, unchanged = version.choose(headers.get("Accept-Encoding"),
+                                       headers.get("If-None-Match"))
+    if unchanged:
         return web.Response(status=304, headers=chosen.not_modified_headers)
     return web.Response(body=chosen.body, headers=chosen.headers)
 
@@ -440,46 +402,12 @@ def _not_served(answer: Redirect | Missing | Failed | None) -> web.Response:
     return web.Response(status=302, headers=headers | {"Location": answer.location})
 
 
-@functools.lru_cache(maxsize=_ACCEPT_ENCODING_CACHE)
-def _accepts_gzip(value: str | None) -> bool:
-    """Whether an Accept-Encoding value allows gzip (RFC 9110 12.5.3); q=0 refuses it."""
-    if not value:
-        return False
-    wildcard = False
-    for item in value.split(","):
-        coding, _, params = item.partition(";")
-        coding = coding.strip().lower()
-        if coding in ("gzip", "x-gzip"):
-            return _qvalue(params) > 0
-        if coding == "*":
-            wildcard = _qvalue(params) > 0
-    return wildcard
-
-
-def _qvalue(params: str) -> float:
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                return float(value.strip())
-            except ValueError:
-                return 0.0  # unreadable weight: play safe and do not compress
-    return 1.0
-
-
-def _etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """If-None-Match uses weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter."""
-    if not if_none_match:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip()
-        if candidate.startswith("W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
+def _canned(response: web.Response) -> Canned:
+    """A response made once, as hls.hot writes it (aiohttp's own headers included)."""
+    body = response.body
+    assert isinstance(body, bytes)
+    return Canned(response.status, response_head(response.status, response.headers, len(body)),
+                  body)
 
 
 def _not_found(text: str) -> web.Response:

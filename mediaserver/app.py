@@ -25,7 +25,7 @@ from control_api.redis_store import RedisStore
 from control_api.store import ChannelStore, StoreError, open_store
 from control_api.urls import PublicUrls
 from control_api.webhooks import WebhookSender
-from hls.http import HLS_SIGNALS, add_hls_routes
+from hls.http import HLS_HOT, HLS_SIGNALS, add_hls_routes
 from rtmp.server import RtmpServer
 
 from .cluster import Cluster, ClusterSettings
@@ -34,6 +34,7 @@ from .config import Config
 from .dashboard import ClusterCards, Dashboard
 from .fdlimit import plan_caps, raise_fd_limit
 from .first_start import FirstStart, ensure_demo_channel, load_or_create_token, public_urls
+from .hot_http import HotFront
 from .http_limits import PROBE_RESERVE_CONNECTIONS, GuardedSockSite, HttpGate, HttpLimits
 from .hub import HubEvent, HubSettings, StreamHub
 from .ingest import IngestPolicy
@@ -41,7 +42,7 @@ from .listeners import SharedListeners, bound
 from .ll_metrics import blocked_request_families
 from .local_live import HubLive
 from .memory import release_free_memory
-from .metrics import ServerMetrics
+from .metrics import ServerMetrics, hot_path_families
 from .thumbnails import Thumbnailer
 
 log = logging.getLogger("mediaserver")
@@ -92,6 +93,8 @@ class MediaServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._exit_stack = contextlib.AsyncExitStack()
         self.http_gate: HttpGate | None = None
+        # Answers the hot HLS requests below aiohttp (None: --http-fast-path off).
+        self.http_hot: HotFront | None = None
         self._stopped = False
         # Unique per process start: a restarted node (same host, and in a container
         # the same pid) must not be taken for its predecessor while that one's
@@ -168,7 +171,11 @@ class MediaServer:
             self.edge = make_edge(config, self.cluster_locate, self._node)
             stack.push_async_callback(self.edge.close)  # after HTTP has stopped
             self.metrics.sources.append(self.edge.metrics)
-        self._runner = web.AppRunner(self.build_http_app(), access_log=None,
+        http_app = self.build_http_app()
+        if config.http_fast_path == "on":
+            hot = self.http_hot = HotFront(http_app[HLS_HOT], config.http_keepalive_timeout)
+            self.metrics.sources.append(lambda: hot_path_families(hot.stats))
+        self._runner = web.AppRunner(http_app, access_log=None,
                                      handle_signals=False,
                                      keepalive_timeout=config.http_keepalive_timeout)
         stack.push_async_callback(self._runner.cleanup)
@@ -189,9 +196,10 @@ class MediaServer:
             stack.push_async_callback(_cancel, refresher)
 
         self.http_gate = HttpGate(HttpLimits(caps.http, config.http_header_timeout))
-        await GuardedSockSite(self._runner, http_sock, self.http_gate).start()
+        await GuardedSockSite(self._runner, http_sock, self.http_gate, self.http_hot).start()
         if private_sock is not None:
-            await GuardedSockSite(self._runner, private_sock, self.http_gate).start()
+            await GuardedSockSite(self._runner, private_sock, self.http_gate,
+                                  self.http_hot).start()
         self.rtmp = RtmpServer(
             IngestPolicy(self.hub, self.store, config.app, self._auth_webhook,
                          self.cluster.gate if self.cluster is not None else None),

@@ -143,6 +143,13 @@ OPTIONS: tuple[Option, ...] = (
     # connection idle for much longer than that is a player that has gone.
     Option("http_keepalive_timeout", _positive_float, 15.0,
            "close an idle HTTP keep-alive connection after this long", "SECONDS"),
+    # The hot HLS requests (playlists, segments, parts of local channels) cost a few
+    # times less answered below aiohttp (mediaserver.hot_http); off serves every request
+    # through aiohttp, to compare the two or to rule the fast path out.
+    Option("http_fast_path", _choice("on", "off"), "on",
+           "answer hot HLS requests (local playlists without directives, segments, parts) "
+           "from pre-built bytes below aiohttp; everything else goes through aiohttp",
+           "on|off"),
     # Cluster (SPEC "Cluster (Redis)"): more than one worker or box needs a Redis store.
     Option("workers", _workers, "1",
            "worker processes sharing the RTMP and HTTP ports (auto: one per usable core); "
@@ -185,6 +192,7 @@ class Config:
     max_http_connections: int
     http_header_timeout: float
     http_keepalive_timeout: float
+    http_fast_path: str
     workers: int
     advertise: tuple[str, int] | None
     edge: str

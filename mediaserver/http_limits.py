@@ -14,6 +14,9 @@ over: it closes a connection whose next request has not fully arrived in time.
 
 Past the cap a few connections are still let in, but only for `/healthz` and
 `/readyz`: an orchestrator must not restart a node because viewers filled it.
+
+With a HotFront (mediaserver.hot_http) the guard forwards to a hot connection,
+which answers the hot HLS requests itself and hands the rest to aiohttp.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import BaseSite
+
+from .hot_http import HotFront
 
 log = logging.getLogger("mediaserver.http")
 
@@ -84,7 +88,7 @@ class HttpGate:
     def open_connections(self) -> int:
         return self._admitted + self._probes
 
-    def protocol_factory(self, handler_factory: Callable[[], RequestHandler]
+    def protocol_factory(self, handler_factory: Callable[[], asyncio.Protocol]
                          ) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guard(self, handler_factory)
 
@@ -120,15 +124,16 @@ class HttpGate:
 
 
 class _Guard(asyncio.Protocol):
-    """Stands in front of one aiohttp RequestHandler and forwards to it once admitted."""
+    """Stands in front of one connection's handler (aiohttp's RequestHandler, or a hot
+    connection) and forwards to it once admitted."""
 
     __slots__ = ("_gate", "_handler", "_handler_factory", "_headers_done", "_held", "_mode",
                  "_timer", "_transport")
 
-    def __init__(self, gate: HttpGate, handler_factory: Callable[[], RequestHandler]) -> None:
+    def __init__(self, gate: HttpGate, handler_factory: Callable[[], asyncio.Protocol]) -> None:
         self._gate = gate
         self._handler_factory = handler_factory
-        self._handler: RequestHandler | None = None
+        self._handler: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._mode: Admission | None = None
@@ -228,22 +233,30 @@ class _Guard(asyncio.Protocol):
 
 
 class GuardedSockSite(web.SockSite):
-    """aiohttp's SockSite, with every connection passing an `HttpGate` first."""
+    """aiohttp's SockSite, with every connection passing an `HttpGate` first, and then,
+    with a `HotFront`, a hot connection before aiohttp."""
 
-    __slots__ = ("_gate",)
+    __slots__ = ("_gate", "_hot")
 
     def __init__(self, runner: web.BaseRunner, sock: socket.socket, gate: HttpGate,
-                 **kwargs: object) -> None:
+                 hot: HotFront | None = None, **kwargs: object) -> None:
         super().__init__(runner, sock, **kwargs)  # type: ignore[arg-type]
         self._gate = gate
+        self._hot = hot
 
     async def start(self) -> None:
         await BaseSite.start(self)  # registers the site with the runner, as SockSite does
         server = self._runner.server
         assert server is not None
+        handler_factory: Callable[[], asyncio.Protocol] = server
+        if self._hot is not None:
+            handler_factory = self._hot.protocol_factory(server)
         self._server = await asyncio.get_running_loop().create_server(
-            self._gate.protocol_factory(server), sock=self._sock, backlog=self._backlog)
+            self._gate.protocol_factory(handler_factory), sock=self._sock,
+            backlog=self._backlog)
 
     async def stop(self) -> None:
         await super().stop()
         self._gate.abort_probing()
+        if self._hot is not None:
+            self._hot.close_all()

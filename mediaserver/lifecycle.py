@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -52,6 +53,7 @@ async def serve_until_stopped(make_server: Callable[[], MediaServer],
         log.error("cannot start: %s", exc)
         await server.stop()
         return 1
+    freeze_startup_objects()
     announce(server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -71,6 +73,19 @@ async def serve_until_stopped(make_server: Callable[[], MediaServer],
         with contextlib.suppress(asyncio.CancelledError):
             await watch
     return 0
+
+
+def freeze_startup_objects() -> None:
+    """Take what start-up made (modules, classes, functions, the server's long-lived
+    parts: three quarters of the objects the collector tracks) out of its way for good.
+
+    A full collection walks every tracked object and stops the loop meanwhile: every
+    stream's ingest and every HLS request wait. Measured at 100 streams, a full
+    collection took 50 ms of CPU with start-up objects in it and 9 ms without, about
+    every 5 s. The garbage start-up left is collected first, so none of it is kept.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:

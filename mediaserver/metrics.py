@@ -39,6 +39,7 @@ from .thumbnails import ThumbnailStats
 if TYPE_CHECKING:
     from rtmp.server import RtmpServer
 
+    from .hot_http import HotStats
     from .http_limits import HttpGate
     from .hub import StreamHub
 
@@ -457,3 +458,13 @@ class ServerMetrics:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encoder(self.registry),
                             headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
+def hot_path_families(stats: HotStats) -> Iterator[Metric]:
+    """The hot path's share of HTTP (mediaserver.hot_http): a source for ServerMetrics."""
+    yield CounterMetricFamily(f"{NAMESPACE}_http_hot_answers",
+                              "HTTP requests answered below aiohttp from pre-built bytes "
+                              "(hot HLS requests).", value=stats.answered)
+    yield CounterMetricFamily(f"{NAMESPACE}_http_connections_handed_over",
+                              "HTTP connections handed to aiohttp at their first request "
+                              "that is not hot.", value=stats.handed_over)

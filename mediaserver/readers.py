@@ -30,6 +30,12 @@ DEFAULT_MAX_QUEUED = 1800
 # A sender that outruns its reader skips on every read: one log line per reader
 # this often is enough to see it, without a line per skip.
 SKIP_LOG_INTERVAL_SECONDS = 10.0
+# A drain callback hands the loop back after this long, and goes on with the readers
+# left on the next turn. Read pacing releases every publisher at once, so one turn
+# brings all their frames: at 100 streams draining them all in one go held the loop
+# (and every HLS request waiting on it) for tens of milliseconds. A slice of a few
+# readers' work keeps the batching and lets HTTP in between slices.
+DRAIN_SLICE_SECONDS = 0.002
 
 
 class Skipped:
@@ -57,30 +63,48 @@ def _always(item: object) -> bool:
 
 
 class DrainScheduler:
-    """One loop callback per loop turn drains every reader that was offered items.
+    """One loop callback drains the readers that were offered items, in order.
 
     With hundreds of publishers, uvloop hands many sockets' data to the
     protocols in one turn; scheduling one callback for all of them instead of
     one per reader saves a loop handle per read (profiled: thousands a second).
+    The callback stops after DRAIN_SLICE_SECONDS and is scheduled again for the
+    readers left, so that the loop turns (HTTP requests are answered) meanwhile.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slice_seconds: float = DRAIN_SLICE_SECONDS) -> None:
         self._pending: list[QueuedReader[Any]] = []
+        self._scheduled = False
+        self._slice = slice_seconds
         # Looked up once: asyncio.get_running_loop() costs a getpid() syscall per call.
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def request(self, reader: QueuedReader[Any]) -> None:
-        if not self._pending:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self._run)
         self._pending.append(reader)
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._scheduled = True
+        loop.call_soon(self._run)
 
     def _run(self) -> None:
-        pending, self._pending = self._pending, []
-        for reader in pending:
-            reader.flush()
+        pending = self._pending
+        deadline = time.perf_counter() + self._slice
+        done = 0
+        # Readers requested meanwhile are appended: they wait their turn like the rest.
+        while done < len(pending):
+            pending[done].flush()
+            done += 1
+            if time.perf_counter() >= deadline:
+                break
+        del pending[:done]
+        self._scheduled = False
+        if pending:
+            self._schedule()
 
 
 class QueuedReader(Generic[Item]):

@@ -478,10 +478,12 @@ class ReadPacer:
     """Keeps publishing sockets paused between reads; one timer resumes them all.
 
     One shared timer, not one per session: the held sockets become readable
-    together, so the loop reads them all in one turn and the hub drains all their
-    frames in one callback. Measured at 100 publishers, that is about a quarter
+    together, so the loop reads them all in one turn and the hub drains their
+    frames together. Measured at 100 publishers, that is about a quarter
     cheaper than releasing each socket on its own phase (10 ms slots), at the price
-    of HLS requests waiting behind one such turn (p99 about 30 ms).
+    of HLS requests waiting behind one such turn; the hub's readers then drain what it
+    brought in slices of a few milliseconds (mediaserver.readers), with the loop turning
+    between them, rather than all at once.
     """
 
     __slots__ = ("_held", "_loop", "_timer", "interval")

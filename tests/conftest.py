@@ -33,3 +33,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.live import make_clip  # only for tests that use it: it loads the server
 
     return make_clip(tmp_path_factory.mktemp("media") / "clip720.flv", seconds=12)
+
+
+@pytest.fixture(params=["aiohttp", "hot"])
+def http_path(request: pytest.FixtureRequest) -> str:
+    """Each HLS HTTP test runs through aiohttp alone and through the hot path in front
+    of it (tests/http_paths.py), which must answer alike."""
+    return str(request.param)

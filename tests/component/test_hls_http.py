@@ -1,4 +1,5 @@
-"""HLS handlers through aiohttp's test client, backed by a real segmenter."""
+"""HLS handlers through aiohttp's test client, backed by a real segmenter; every test runs
+through aiohttp alone and through the hot path in front of it (tests/http_paths.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-import hls.http
+import hls.versions
 from hls.http import SEGMENT_MAX_AGE, add_hls_routes
 from hls.segmenter import Segmenter
 from tests.hls_media import av_clip, playlist_entries
+from tests.http_paths import serve
 
 Requests = list[tuple[str, int, str]]
 
@@ -34,7 +36,8 @@ def hls_requests() -> Requests:
 
 
 @pytest.fixture
-async def hls_client(hls_live: Segmenter, hls_requests: Requests) -> AsyncIterator[TestClient]:
+async def hls_client(hls_live: Segmenter, hls_requests: Requests, http_path: str
+                     ) -> AsyncIterator[TestClient]:
     media = av_clip()
     starting = Segmenter()
     starting.configure(media.video, media.audio)  # publishing, no segment yet
@@ -45,7 +48,7 @@ async def hls_client(hls_live: Segmenter, hls_requests: Requests) -> AsyncIterat
 
     app = web.Application()
     add_hls_routes(app, channels.get, on_request=record)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(serve(app, http_path)) as client:
         yield client
 
 
@@ -141,7 +144,7 @@ async def test_not_found(hls_client: TestClient, path: str, reason: str) -> None
     assert response.headers["Cache-Control"] == "no-store"
 
 
-async def test_expired_segment() -> None:
+async def test_expired_segment(http_path: str) -> None:
     # Two publishes through a window of 3: the first segments leave the playlist, stay
     # fetchable for a while (RFC 8216 6.2.2), then are gone for good.
     media = av_clip()
@@ -154,7 +157,7 @@ async def test_expired_segment() -> None:
         segmenter.publisher_gone()
     app = web.Application()
     add_hls_routes(app, {"x": segmenter}.get)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(serve(app, http_path)) as client:
         gone = segmenter.segment_name(0)
         assert gone not in segmenter.render_playlist()
         assert (await client.get(f"/live/x/{gone}")).status == 200
@@ -208,17 +211,18 @@ async def test_on_request_hook_sees_every_answer(
     assert all(client.startswith("127.0.0.1 Python") for _, _, _, client in hls_requests)
 
 
-async def test_a_failing_hook_does_not_break_serving(hls_live: Segmenter) -> None:
+async def test_a_failing_hook_does_not_break_serving(hls_live: Segmenter, http_path: str
+                                                     ) -> None:
     def boom(kind: str, status: int, channel: str, client: str) -> None:
         raise RuntimeError("metrics broke")
 
     app = web.Application()
     add_hls_routes(app, {"live": hls_live}.get, on_request=boom)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(serve(app, http_path)) as client:
         assert (await client.get("/live/live/index.m3u8")).status == 200
 
 
-async def test_ended_playlist_is_still_served() -> None:
+async def test_ended_playlist_is_still_served(http_path: str) -> None:
     media = av_clip()
     segmenter = Segmenter()
     segmenter.configure(media.video, media.audio)
@@ -227,7 +231,7 @@ async def test_ended_playlist_is_still_served() -> None:
     segmenter.end()
     app = web.Application()
     add_hls_routes(app, {"done": segmenter}.get, prefix="/hls")
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(serve(app, http_path)) as client:
         response = await client.get("/hls/done/index.m3u8")
         assert response.status == 200
         assert (await response.text()).endswith("#EXT-X-ENDLIST\n")
@@ -260,12 +264,12 @@ class Growing:
 
 
 @pytest.fixture
-async def raw_client() -> AsyncIterator[tuple[TestClient, Growing]]:
+async def raw_client(http_path: str) -> AsyncIterator[tuple[TestClient, Growing]]:
     """A client that shows bodies as sent (no automatic gzip decoding)."""
     channel = Growing()
     app = web.Application()
     add_hls_routes(app, {"live": channel.segmenter}.get)
-    async with TestClient(TestServer(app), auto_decompress=False) as client:
+    async with TestClient(serve(app, http_path), auto_decompress=False) as client:
         yield client, channel
 
 
@@ -367,7 +371,7 @@ async def test_playlist_is_encoded_once_per_change(
         compressions.append(len(data))
         return real_compress(data, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(hls.http.gzip, "compress", counting)
+    monkeypatch.setattr(hls.versions.gzip, "compress", counting)
     for accept in ("gzip", "identity") * 10:
         assert (await client.get(PLAYLIST, headers={"Accept-Encoding": accept})).status == 200
     assert len(compressions) == 1

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 import hls.http
 from hls.http import HLS_SIGNALS, add_hls_routes
 from hls.segmenter import Segmenter
 from tests.hls_media import Media, av_clip
+from tests.http_paths import serve
 
 Requests = list[tuple[str, int]]
 STEP_TIMEOUT = 10.0
@@ -70,14 +71,14 @@ def channels() -> dict[str, Segmenter]:
 
 
 @pytest.fixture
-async def client(channels: dict[str, Segmenter], requests_seen: Requests
+async def client(channels: dict[str, Segmenter], requests_seen: Requests, http_path: str
                  ) -> AsyncIterator[TestClient]:
     def record(kind: str, status: int, channel: str, client: str) -> None:
         requests_seen.append((kind, status))
 
     app = web.Application()
     add_hls_routes(app, channels.get, on_request=record)
-    async with TestClient(TestServer(app)) as test_client:
+    async with TestClient(serve(app, http_path)) as test_client:
         yield test_client
 
 

@@ -156,6 +156,16 @@ def test_cmafmux_compares_the_muxers(clip_path: Path) -> None:
     assert set(figures) == {"ours", "pyav", "ts"} and all(v > 0 for v in figures.values())
 
 
+def test_httpparse_times_both_parsers_on_both_heads() -> None:
+    done = run_benchmark("httpparse", "--number", "200", "--passes", "1")
+    rows = [line.split("|")[1:4] for line in done.stdout.splitlines()
+            if line.startswith("| ") and line[2:3] in "wb"]
+    assert {(head.strip(), parser.strip()) for head, parser, _ in rows} == {
+        (head, parser) for head in ("wrk (1 header)", "browser (15 headers)")
+        for parser in ("httptools", "minimal Python")}
+    assert all(float(micros) > 0 for _, _, micros in rows)
+
+
 def test_llviewers_follows_parts_and_reads_the_servers_wakeups(clip_path: Path,
                                                                tmp_path: Path) -> None:
     run_benchmark("llviewers", "--viewers", "4", "--seconds", "4", "--clip", str(clip_path),

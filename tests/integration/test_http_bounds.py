@@ -63,8 +63,15 @@ async def get_status(session: aiohttp.ClientSession, url: str) -> int:
         return response.status
 
 
-async def test_half_sent_requests_are_closed_within_the_header_timeout(tmp_path: Path) -> None:
-    async with running_server(tmp_path, http_header_timeout=1.0) as server:
+# Every bound holds whether the hot path (mediaserver.hot_http) is in front of aiohttp or not.
+FAST_PATH = pytest.mark.parametrize("fast_path", ["on", "off"])
+
+
+@FAST_PATH
+async def test_half_sent_requests_are_closed_within_the_header_timeout(
+        tmp_path: Path, fast_path: str) -> None:
+    async with running_server(tmp_path, http_header_timeout=1.0,
+                              http_fast_path=fast_path) as server:
         port = server.http_address[1]
         peers = [await half_sent(port) for _ in range(200)]
         loop = asyncio.get_running_loop()
@@ -82,10 +89,11 @@ async def test_half_sent_requests_are_closed_within_the_header_timeout(tmp_path:
             assert await get_status(session, http_url(server, "/healthz")) == 200
 
 
+@FAST_PATH
 async def test_past_the_cap_http_is_refused_while_probes_and_rtmp_answer(
-        tmp_path: Path) -> None:
-    async with running_server(tmp_path, max_http_connections=5,
-                              http_header_timeout=30.0) as server:
+        tmp_path: Path, fast_path: str) -> None:
+    async with running_server(tmp_path, max_http_connections=5, http_header_timeout=30.0,
+                              http_fast_path=fast_path) as server:
         port = server.http_address[1]
         # The cap, and then the probe reserve too, held by requests that never finish.
         holders = [await half_sent(port) for _ in range(5 + PROBE_RESERVE_CONNECTIONS)]
@@ -214,9 +222,11 @@ async def test_online_refresh_holds_no_publisher_after_its_channel_ended(
         await wait_for(collected, timeout=2, what="the publisher to be freed")
 
 
-async def test_keep_alive_connections_idle_or_half_sent_are_closed(tmp_path: Path) -> None:
-    async with running_server(tmp_path, http_keepalive_timeout=1.0,
-                              http_header_timeout=30.0) as server:
+@FAST_PATH
+async def test_keep_alive_connections_idle_or_half_sent_are_closed(
+        tmp_path: Path, fast_path: str) -> None:
+    async with running_server(tmp_path, http_keepalive_timeout=1.0, http_header_timeout=30.0,
+                              http_fast_path=fast_path) as server:
         port = server.http_address[1]
         peers = []
         for second_request in (b"", HALF_SENT):

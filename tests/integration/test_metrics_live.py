@@ -69,7 +69,9 @@ async def test_stream_series_exist_and_move(tmp_path: Path, clip: Path) -> None:
                 return samples
 
             second = await wait_for(settled, timeout=15, interval=0.5, what="a settled feed")
-            async with session.get(http_url(server, "/live/cam1/index.m3u8")) as response:
+            # A connection of its own: one that asked for /metrics belongs to aiohttp.
+            async with aiohttp.ClientSession() as viewer, \
+                    viewer.get(http_url(server, "/live/cam1/index.m3u8")) as response:
                 assert response.status == 200
             third = await scrape(session, metrics_url)
 
@@ -101,4 +103,9 @@ async def test_stream_series_exist_and_move(tmp_path: Path, clip: Path) -> None:
     # HLS requests were counted by kind and status; this client is the one viewer.
     assert (get(third, "mediaserver_hls_requests_total", kind="playlist", status="200") or 0) >= 2
     assert get(third, "mediaserver_hls_viewers", channel="cam1") == 1
+    # That playlist was answered on the hot path; /metrics went to aiohttp.
+    hot = (get(third, "mediaserver_http_hot_answers_total") or 0) - (
+        get(second, "mediaserver_http_hot_answers_total") or 0)
+    assert hot == 1
+    assert (get(third, "mediaserver_http_connections_handed_over_total") or 0) >= 1
     assert (get(third, "process_resident_memory_bytes") or 0) > 0

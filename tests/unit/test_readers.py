@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from mediaserver.readers import SKIPPED, DrainScheduler, QueuedReader, SkipCounters, Skipped
 
@@ -103,6 +104,39 @@ async def test_one_scheduler_drains_many_readers_in_one_callback() -> None:
     assert len(scheduled) == 1
     await asyncio.sleep(0)
     assert sorted(seen) == sorted((name, i) for name in "abc" for i in range(3))
+
+
+async def test_a_long_drain_lets_the_loop_turn_between_slices() -> None:
+    """Readers whose work outlasts a slice are drained over several loop turns, in order,
+    and a callback that became ready meanwhile (an HTTP request) runs in between."""
+    scheduler = DrainScheduler(slice_seconds=0.001)
+    order: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def slow(name: str) -> None:
+        order.append(name)
+        if name == "a":  # a request that comes in while the first slice runs
+            loop.call_soon(order.append, "http")
+        busy_until = time.perf_counter() + 0.002
+        while time.perf_counter() < busy_until:
+            pass
+
+    readers = [QueuedReader(name, lambda item, name=name: slow(name), scheduler=scheduler)
+               for name in ("a", "b", "c")]
+    for reader in readers:
+        reader.offer(0)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert order == ["a", "http", "b", "c"]
+    # A reader offered more while waiting for its slice is drained once, with all of it.
+    seen: list[int] = []
+    late = QueuedReader("late", seen.append, scheduler=scheduler)
+    readers[0].offer(1)
+    late.offer(1)
+    late.offer(2)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert seen == [1, 2] and order.count("a") == 2
 
 
 async def test_a_failing_item_is_counted_and_the_rest_still_handled() -> None:
