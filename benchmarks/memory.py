@@ -31,12 +31,12 @@ from pathlib import Path
 
 from mediaserver.hub import HubSettings, StreamHub
 from mediaserver.memory import release_free_memory
-from rtmp.server import RtmpServer, RtmpSession
+from rtmp.server import RtmpServer
 
 from .chunked import ChunkedClip
 from .clip import BENCH_CLIP, DEFAULT_CACHE, ensure_clip
 from .flvfile import read_flv
-from .pipeline import _feed, _HubPolicy, _Transport, fetch_every_ts_segment, publisher_bytes
+from .pipeline import _feed, _HubPolicy, fetch_every_ts_segment, publisher_bytes, start_publishing
 
 READ_MS = 100  # media per read, as the server's default --read-interval paces them
 # What the segmenters hold is averaged over this long after the warm-up (one read a
@@ -67,16 +67,7 @@ async def run(streams: int, warmup: float, ll_hls: bool, ts_fetch: bool, trace: 
     before = rss_bytes()
     if trace:
         tracemalloc.start()
-    sessions = []
-    for _ in range(streams):
-        session = RtmpSession(server)
-        session.connection_made(_Transport())  # type: ignore[arg-type]
-        _feed(session, server, setup)
-        sessions.append(session)
-    for _ in range(100):
-        if all(s.publishing for s in sessions):
-            break
-        await asyncio.sleep(0)
+    sessions = await start_publishing(server, streams, setup)
     started = time.monotonic()
     index = 0
     samples: list[int] = []

@@ -149,14 +149,10 @@ def fetch_every_ts_segment(hub: StreamHub) -> None:
     hub.segment_listeners.append(fetch)
 
 
-async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes],
-                    settings: HubSettings | None = None, ts_fetch: bool = False
-                    ) -> tuple[float, float, int]:
-    """(CPU seconds in all, of which feeding the sessions, segments made)."""
-    hub = StreamHub(settings)
-    if ts_fetch:
-        fetch_every_ts_segment(hub)
-    server = RtmpServer(_HubPolicy(hub), read_interval=0)
+async def start_publishing(server: RtmpServer, streams: int, setup: bytes
+                           ) -> list[RtmpSession]:
+    """`streams` in-process sessions fed `setup` (handshake, connect, publish), each
+    publishing once its authorization task has run."""
     sessions = []
     for _ in range(streams):
         session = RtmpSession(server)
@@ -165,10 +161,20 @@ async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[
         sessions.append(session)
     for _ in range(100):
         if all(s.publishing for s in sessions):
-            break
+            return sessions
         await asyncio.sleep(0)  # the authorizations run as tasks; accepting parses the rest
-    else:
-        raise RuntimeError("the sessions did not all get to publish")
+    raise RuntimeError("the sessions did not all get to publish")
+
+
+async def _one_pass(clip: ChunkedClip, streams: int, setup: bytes, slices: list[bytes],
+                    settings: HubSettings | None = None, ts_fetch: bool = False
+                    ) -> tuple[float, float, int]:
+    """(CPU seconds in all, of which feeding the sessions, segments made)."""
+    hub = StreamHub(settings)
+    if ts_fetch:
+        fetch_every_ts_segment(hub)
+    server = RtmpServer(_HubPolicy(hub), read_interval=0)
+    sessions = await start_publishing(server, streams, setup)
     await asyncio.sleep(0)
     clock = time.process_time
     started = clock()

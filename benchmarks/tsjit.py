@@ -46,7 +46,8 @@ def _timed(segmenter: Segmenter, name: str) -> float:
     started = time.perf_counter()
     data = segmenter.segment(name)
     elapsed = time.perf_counter() - started
-    assert data is not None, name
+    if data is None:
+        raise RuntimeError(f"{name} was not there to mux")
     return elapsed * 1000
 
 

@@ -166,6 +166,21 @@ def test_httpparse_times_both_parsers_on_both_heads() -> None:
     assert all(float(micros) > 0 for _, _, micros in rows)
 
 
+def test_tsjit_times_each_kind_of_first_request(clip_path: Path) -> None:
+    done = run_benchmark("tsjit", "--passes", "1", "--gap", "2", "--clip", str(clip_path))
+    figures = {line.split()[0]: float(line.split()[1]) for line in done.stdout.splitlines()
+               if line.startswith("  ")}
+    assert set(figures) == {"cold", "next", "cached", "gap"}
+    # Muxing a segment costs more than handing back one already muxed.
+    assert figures["next"] > figures["cached"] >= 0
+
+
+def test_memory_reports_what_the_segmenters_hold(clip_path: Path) -> None:
+    done = run_benchmark("memory", "--streams", "2", "--warmup", "3", "--clip", str(clip_path))
+    held = re.search(r"held ([0-9.]+) MB per stream", done.stdout)
+    assert held is not None and float(held.group(1)) > 0, done.stdout
+
+
 def test_llviewers_follows_parts_and_reads_the_servers_wakeups(clip_path: Path,
                                                                tmp_path: Path) -> None:
     run_benchmark("llviewers", "--viewers", "4", "--seconds", "4", "--clip", str(clip_path),
