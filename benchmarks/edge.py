@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shlex
 import sys
 import time
@@ -38,6 +37,7 @@ from .clip import BENCH_CLIP, ensure_clip
 from .m3u8 import parse_media_playlist
 from .machine import machine_info
 from .redis_server import RedisServer
+from .report import save_report
 from .servers import HOST, OurServer
 from .stats import Summary
 from .viewer import Viewer, ViewerStats
@@ -294,13 +294,7 @@ def run(args: argparse.Namespace) -> int:
     result = asyncio.run(measure(args.requests, args.viewers, args.edges, args.seconds,
                                  args.clip, command, args.news_segments))
     result["machine"] = machine_info()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"edge-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown(result)
-    (args.out / f"edge-{stamp}.md").write_text(report)
-    print(report)
-    print(f"results: {args.out / f'edge-{stamp}.md'}")
+    save_report(args.out, "edge", result, markdown(result))
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import resource
 import shutil
@@ -40,6 +39,7 @@ from . import procstats
 from .clip import BENCH_CLIP, DEFAULT_CACHE, ensure_clip
 from .llviewers import PublisherProcess
 from .machine import machine_info
+from .report import save_report
 from .servers import NginxRtmp, OurServer, ServerError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -283,16 +283,10 @@ def main(argv: list[str] | None = None) -> int:
 
     procstats.pin(0, args.load_cpu)
     measures = uvloop.run(run(args, clip))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = markdown(measures, args)
-    (args.out / f"httpreq-{stamp}.json").write_text(json.dumps(
-        {"measures": [asdict(m) for m in measures], "args": {
-            k: v for k, v in vars(args).items() if k not in ("cache", "clip", "out")},
-         "machine": machine_info()}, indent=2, default=str) + "\n")
-    (args.out / f"httpreq-{stamp}.md").write_text(report)
-    print(report)
-    print(f"results: {args.out / f'httpreq-{stamp}.md'}")
+    save_report(args.out, "httpreq", {
+        "measures": [asdict(m) for m in measures],
+        "args": {k: v for k, v in vars(args).items() if k not in ("cache", "clip", "out")},
+        "machine": machine_info()}, markdown(measures, args))
     failed = [m for m in measures if m.non_2xx or m.socket_errors or not m.requests]
     return 1 if failed else 0
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import re
 import struct
 import sys
@@ -56,6 +55,7 @@ from .llm3u8 import LiveEdge, LlPlaylist, Part, live_edge, parse_ll_playlist, pa
 from .machine import machine_info
 from .pacer import DEFAULT_TICK, Feed, Pacer
 from .publisher import RtmpPublisher
+from .report import save_report
 from .servers import HOST, OurServer
 from .stats import Summary
 
@@ -500,13 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.ours_arg, clip, parts=not args.playlists_only))
     result["playlists_only"] = args.playlists_only
     result["machine"] = machine_info()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"llviewers-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown(result)
-    (args.out / f"llviewers-{stamp}.md").write_text(report)
-    print(report)
-    print(f"results: {args.out / f'llviewers-{stamp}.md'}")
+    save_report(args.out, "llviewers", result, markdown(result))
     ok = result["errors"] == 0 and result["stalls"] == 0 and result["started"] == args.viewers
     return 0 if ok else 1
 

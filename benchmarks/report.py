@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,19 @@ def write_results(out_dir: Path, stem: str, scenario: str, results: Sequence[Cas
     plot_name = f"{stem}.png" if plot(scenario, results, out_dir / f"{stem}.png") else None
     md = out_dir / f"{stem}.md"
     md.write_text(markdown_report(scenario, results, machine, settings, plot_name, out_dir))
+    return md
+
+
+def save_report(out_dir: Path, kind: str, data: dict[str, Any], report: str) -> Path:
+    """For the commands with a report of their own (edge, httpreq, llviewers): write
+    kind-<time>.json and kind-<time>.md, print the report and where it went; the .md path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{kind}-{stamp}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    md = out_dir / f"{kind}-{stamp}.md"
+    md.write_text(report)
+    print(report)
+    print(f"results: {md}")
     return md
 
 
