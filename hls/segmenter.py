@@ -825,7 +825,7 @@ class Segmenter:
     def _ts_bytes(self, form: TsForm, now: float) -> bytearray | None:
         """A TS segment's bytes for a request: muxed now unless kept; kept if the memory
         cap leaves room for them."""
-        self._ts.wanted(now, self._playlist.target_duration)
+        self._ts.wanted(form.key, now, self._playlist.target_duration)
         data = form.data
         if data is None:
             self._make_ts(form, at_close=False)

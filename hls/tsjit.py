@@ -6,9 +6,14 @@ frame, half of all a stream cost before (benchmarks/README.md, "Issue 12, media
 half"). A channel nobody plays as index.m3u8 now never pays it; one somebody plays
 pays it once per segment, however many viewers and edge nodes ask, as before.
 
-When. On the first request for a segment; and at a segment's close once the channel
-has had a TS request within the last HOT_TARGETS target durations, so that viewers
-who keep watching never wait for a mux (one is ~1-1.5 ms for a 2 s, 3 Mbit/s segment).
+When. On the first request for a segment; and at a segment's close while the channel
+is watched, so that viewers who keep watching never wait for a mux (one is ~1-1.5 ms
+for a 2 s, 3 Mbit/s segment). Watched: requests for two different segments came
+within HOT_TARGETS target durations of each other, and the last of them within
+HOT_TARGETS target durations. A player (or an edge node) asks for one segment after
+another, so its second segment makes the channel watched; a one-off fetch (a
+thumbnail grabber, a monitoring probe, any number of requests for the same segment)
+has its segment muxed and nothing more.
 
 Continuity counters (hls.continuity). Consecutive segments must read as one stream
 whatever order they were first asked for in. The segments given counters ("placed")
@@ -38,9 +43,10 @@ from .muxer import MuxerError, TrackSet, TsMuxer
 
 log = logging.getLogger("hls.tsjit")
 
-# A channel whose TS segments were asked for within this many target durations gets
-# each new segment muxed as it closes. A steady player asks once a target duration
-# (it reloads the playlist that often); the margin covers reloads that come late.
+# A channel with requests for two different TS segments within this many target
+# durations gets each new segment muxed as it closes, until its requests stop for as
+# long. A steady player asks once a target duration (it reloads the playlist that
+# often); the margin covers reloads that come late.
 HOT_TARGETS = 3.0
 
 
@@ -72,12 +78,14 @@ class TsForm:
 class TsPackager:
     """When and how one channel's TS forms get their bytes; what that cost (for metrics)."""
 
-    __slots__ = ("_hot_until", "_label", "bytes_made", "failed", "made_again", "made_at_close",
-                 "made_on_request", "seconds")
+    __slots__ = ("_hot_until", "_label", "_last_asked", "_last_key", "bytes_made", "failed",
+                 "made_again", "made_at_close", "made_on_request", "seconds")
 
     def __init__(self, label: str = "") -> None:
         self._label = label
         self._hot_until = -math.inf
+        self._last_key = ""  # the segment asked for last, and when
+        self._last_asked = -math.inf
         self.made_on_request = 0  # segments muxed for a request (or for its continuity)
         self.made_at_close = 0  # segments muxed as they closed, the channel being watched
         self.made_again = 0  # of those, segments muxed again after their bytes were let go
@@ -85,9 +93,12 @@ class TsPackager:
         self.bytes_made = 0
         self.seconds = 0.0  # wall time spent muxing (on the loop)
 
-    def wanted(self, now: float, target_duration: float) -> None:
-        """A TS segment was asked for now."""
-        self._hot_until = now + HOT_TARGETS * target_duration
+    def wanted(self, key: str, now: float, target_duration: float) -> None:
+        """TS segment `key` was asked for now."""
+        window = HOT_TARGETS * target_duration
+        if now <= self._hot_until or (key != self._last_key and now - self._last_asked <= window):
+            self._hot_until = now + window
+        self._last_key, self._last_asked = key, now
 
     def hot(self, now: float) -> bool:
         """Whether new segments should be muxed as they close."""

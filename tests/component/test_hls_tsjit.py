@@ -159,20 +159,52 @@ def test_a_watched_channel_gets_each_segment_muxed_as_it_closes(hls_av: Media) -
     segmenter = segmenter_of(ll=True, clock=clock, window=10)
     segmenter.configure(hls_av.video, hls_av.audio)
     start, first = clock.now, hls_av.packets[0].dts
-    asked = False
+    asked: list[str] = []
     for packet in hls_av.packets:
         clock.now = start + (packet.dts - first) / 1000
         segmenter.push(packet)
-        if not asked and segmenter.playlist_ready:
-            assert segmenter.segment(ts_names(segmenter)[0]) is not None  # a viewer arrives
-            asked = True
+        names = ts_names(segmenter)
+        if len(asked) < 2 and names and names[-1] not in asked:
+            # A player arrives: it takes the newest segment, then the next one.
+            assert segmenter.segment(names[-1]) is not None
+            asked.append(names[-1])
     packager = segmenter.ts_packager
-    assert packager.made_on_request == 1
-    assert packager.made_at_close == segmenter.segments_produced - 1 > 0
+    assert packager.made_on_request == 2
+    assert packager.made_at_close == segmenter.segments_produced - 2 > 0
     # Each is there when the viewer comes for it: nothing more is muxed on request.
     for name in ts_names(segmenter):
         assert segmenter.segment(name) is not None
-    assert packager.made_on_request == 1
+    assert packager.made_on_request == 2
+
+
+def test_one_off_fetches_do_not_make_a_channel_watched(hls_av: Media) -> None:
+    """A probe that takes one segment now and then, or many requests for one segment,
+    get what they ask for muxed (and, for continuity, the segments between) and nothing
+    as segments close."""
+    clock = Clock()
+    segmenter = segmenter_of(ll=True, clock=clock, window=20)
+    probed: list[str] = []
+    probed_at = -1e9
+    probe_every = HOT_TARGETS * 2.0 + 0.5  # seconds: each probe after the last one's window
+    for _ in range(3):  # ~21 s of media
+        segmenter.configure(hls_av.video, hls_av.audio)
+        start, first = clock.now, hls_av.packets[0].dts
+        for packet in hls_av.packets:
+            clock.now = start + (packet.dts - first) / 1000
+            segmenter.push(packet)
+            names = ts_names(segmenter)
+            if names and clock.now - probed_at >= probe_every and names[-1] not in probed:
+                for _ in range(3):  # three viewers of one segment, or one retrying
+                    assert segmenter.segment(names[-1]) is not None
+                probed.append(names[-1])
+                probed_at = clock.now
+        clock.now += 0.1
+        segmenter.publisher_gone()
+    packager = segmenter.ts_packager
+    assert len(probed) >= 2
+    assert packager.made_at_close == 0  # nothing muxed ahead of a request
+    # What was muxed is what the probes asked for and the segments between (continuity).
+    assert packager.made_on_request == ts_names(segmenter).index(probed[-1]) + 1
 
 
 def test_a_channel_left_alone_stops_being_muxed_ahead(hls_av: Media) -> None:
@@ -185,8 +217,10 @@ def test_a_channel_left_alone_stops_being_muxed_ahead(hls_av: Media) -> None:
         for packet in hls_av.packets:
             clock.now = start + (packet.dts - first) / 1000
             segmenter.push(packet)
-            if asked_at is None and segmenter.playlist_ready:
-                segmenter.segment(ts_names(segmenter)[0])
+            names = ts_names(segmenter)
+            if asked_at is None and len(names) == 2:  # a viewer takes two, then goes
+                segmenter.segment(names[0])
+                segmenter.segment(names[1])
                 asked_at = clock.now
         clock.now += 0.1
         segmenter.publisher_gone()
@@ -364,6 +398,7 @@ def test_an_unwatched_channel_lets_the_muxer_templates_go(hls_av: Media,
     feed(segmenter, hls_av, clock)
     assert len(closed) == segmenter.segments_produced > 0  # at each close: nobody watches
     closed.clear()
-    assert segmenter.segment(ts_names(segmenter)[0]) is not None  # built again for this
+    for name in ts_names(segmenter)[:2]:  # a player: built again for these
+        assert segmenter.segment(name) is not None
     feed(segmenter, hls_av.shifted(8000), clock)  # watched now: kept for the next ones
     assert closed == [] and segmenter.ts_packager.made_at_close > 0
