@@ -155,6 +155,10 @@ OPTIONS: tuple[Option, ...] = (
            "worker processes sharing the RTMP and HTTP ports (auto: one per usable core); "
            "more than one needs --store redis://; each worker is a node of the cluster with "
            "its own HTTP listener on 127.0.0.1 (see --advertise)", "N|auto"),
+    Option("worker_cpu_affinity", _choice("off", "auto"), "off",
+           "with --workers N: pin worker i to the i-th core this process may use (as "
+           "nginx's worker_cpu_affinity auto), so each keeps its core's cache; off: the "
+           "kernel places them", "off|auto"),
     Option("advertise", _optional_hostport, None,
            "HOST:PORT other nodes use to reach this node's HTTP (default: the address it "
            "listens on); with --workers N, worker i listens on PORT+i of the --http host "
@@ -194,6 +198,7 @@ class Config:
     http_keepalive_timeout: float
     http_fast_path: str
     workers: int
+    worker_cpu_affinity: str
     advertise: tuple[str, int] | None
     edge: str
 

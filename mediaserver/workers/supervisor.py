@@ -250,6 +250,8 @@ class Supervisor:
             self._after_death(slot, 0.0)
             return
         slot.process, slot.started_at = process, self.clock()
+        if self.config.worker_cpu_affinity == "auto":
+            pin_to_core(process.pid, slot.index)
         assert process.stdin is not None
         try:
             process.stdin.write(encode_handover(self.config, spec))
@@ -348,6 +350,23 @@ class Supervisor:
         log.info("supervisor exits: %d worker restart(s) while running%s", self.restarts,
                  "; not every worker stopped cleanly" if failed else "")
         return 1 if failed else 0
+
+
+def pin_to_core(pid: int, index: int) -> int | None:
+    """Pin process `pid` to the index-th core this process may use (round robin); the
+    core, or None where the platform cannot pin or refuses (logged: it still runs)."""
+    if not hasattr(os, "sched_setaffinity"):
+        log.warning("worker cpu affinity: this platform cannot pin processes")
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    core = cores[index % len(cores)]
+    try:
+        os.sched_setaffinity(pid, {core})
+    except OSError as exc:
+        log.warning("worker cpu affinity: cannot pin pid %d to core %d: %s", pid, core, exc)
+        return None
+    log.info("worker %d (pid %d) pinned to core %d", index, pid, core)
+    return core
 
 
 async def first_start(config: Config) -> tuple[str, FirstStart]:

@@ -164,6 +164,26 @@ async def test_connections_arriving_one_by_one_are_spread_over_the_workers(
     assert min(per_worker) > 8, per_worker
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+async def test_worker_cpu_affinity_auto_pins_each_worker_to_a_core_of_its_own(
+        redis_server: RedisServer) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    async with box(redis_server.url, "--worker-cpu-affinity", "auto") as server:
+        await wait_for(lambda: len(workers_ready(server.log_text())) == 2, timeout=20,
+                       what="both workers ready")
+        workers = workers_ready(server.log_text())
+        for worker in workers.values():
+            assert os.sched_getaffinity(worker.pid) == {cores[worker.slot % len(cores)]}
+        pinned = re.findall(r"worker (\d+) \(pid \d+\) pinned to core (\d+)", server.log_text())
+        assert sorted(pinned) == [(str(w.slot), str(cores[w.slot % len(cores)]))
+                                  for w in sorted(workers.values(), key=lambda w: w.slot)]
+    async with box(redis_server.url) as server:  # off by default: the kernel places them
+        await wait_for(lambda: len(workers_ready(server.log_text())) == 2, timeout=20,
+                       what="both workers ready")
+        for worker in workers_ready(server.log_text()).values():
+            assert os.sched_getaffinity(worker.pid) == set(cores)
+
+
 async def test_a_killed_worker_is_restarted_and_its_streams_come_back_when_encoders_reconnect(
         redis_server: RedisServer, raw: aioredis.Redis, clip: Path) -> None:
     encoders: dict[str, asyncio.subprocess.Process] = {}
