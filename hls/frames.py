@@ -6,7 +6,9 @@ time someone asks for it, so until then what the muxer will need is kept here:
 - a table with each frame's track, keyframe flag, timestamps, duration and size, in
   arrival order: five integers a frame in one array, so no Python object per frame
   lives as long as its segment (a memoryview per held frame made the whole server
-  45 % dearer, measured in issue 11);
+  45 % dearer, measured in issue 11). While the segment is open they go into a list
+  (appending a tuple to a list copies five pointers; extending an array converts
+  each integer and reallocates as it grows), turned into the array at its close;
 - the buffers the payloads sit in. With LL-HLS those are the segment's fMP4 parts
   (a moof and an mdat header, then the part's video samples, then its audio samples);
   without, the segment's payloads joined once at its close, laid out the same way
@@ -81,20 +83,20 @@ class FrameLog:
     """The open segment's frames. `keep_payloads`: hold the payloads themselves until the
     close (no LL-HLS); else the caller's parts hold them and `cut()` marks each part."""
 
-    __slots__ = ("_audio", "_cuts", "_table", "_video")
+    __slots__ = ("_audio", "_cuts", "_rows", "_video")
 
     def __init__(self, keep_payloads: bool) -> None:
-        self._table = array("q")
+        self._rows: list[int] = []
         self._cuts: list[int] = []
         self._video: list[Buffer] | None = [] if keep_payloads else None
         self._audio: list[Buffer] | None = [] if keep_payloads else None
 
     def __len__(self) -> int:
-        return len(self._table) // FIELDS
+        return len(self._rows) // FIELDS
 
     def add(self, audio: bool, keyframe: bool, dts: int, pts: int, duration: int,
             data: Buffer) -> None:
-        self._table.extend((audio | keyframe << 1, dts, pts, duration, len(data)))
+        self._rows += (audio | keyframe << 1, dts, pts, duration, len(data))
         if self._video is not None:
             (self._audio if audio else self._video).append(data)  # type: ignore[union-attr]
 
@@ -115,4 +117,4 @@ class FrameLog:
             self._video, self._audio = [], []
         ends = (*self._cuts, frames) if not self._cuts or self._cuts[-1] != frames \
             else tuple(self._cuts)
-        return HeldFrames(self._table, ends, chunks)
+        return HeldFrames(array("q", self._rows), ends, chunks)
