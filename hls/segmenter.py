@@ -71,7 +71,7 @@ import logging
 import math
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -221,6 +221,7 @@ class Segmenter:
         label: str = "",
         resume: PlaylistResume | None = None,
         part_duration: float | None = None,
+        on_ts_due: Callable[[Segmenter], None] | None = None,
     ) -> None:
         """`clock` stamps PROGRAM-DATE-TIME and times how long expired segments stay.
         `max_bytes` caps everything held (None: no cap); `max_segment_bytes`
@@ -230,7 +231,10 @@ class Segmenter:
         prefixes log lines. `resume` carries on a playlist another segmenter began
         (see hls.resume): its numbering, TARGETDURATION and timeline, with
         EXT-X-DISCONTINUITY before the first segment made here. `part_duration`
-        (seconds) turns on the LL-HLS rendition with that PART-TARGET."""
+        (seconds) turns on the LL-HLS rendition with that PART-TARGET. `on_ts_due`:
+        a segment of a watched channel is not muxed as TS inside its close (so inside
+        push()) but left due, and this is called; its owner calls make_due_ts() on a
+        later turn of its loop (a mux is ~2 ms that requests need not wait behind)."""
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
         if max_segment_duration is None:
@@ -257,6 +261,8 @@ class Segmenter:
         self._max_ms = round(max_segment_duration * 1000)
         self._clock = clock
         self._on_segment = on_segment
+        self._on_ts_due = on_ts_due
+        self._ts_due: deque[TsForm] = deque()  # watched: to mux ahead, oldest first
         self._label = label
         token = secrets.token_hex(4) if name_token is None else name_token
         self._name_suffix = f"-{token}.ts" if token else ".ts"
@@ -798,7 +804,11 @@ class Segmenter:
                                    self._playlist.duration)
         self._store.purge(now)
         if self._ts.hot(now):
-            self._make_ts(form, at_close=True)
+            if self._on_ts_due is None:
+                self._make_ts(form, at_close=True)
+            else:
+                self._ts_due.append(form)
+                self._on_ts_due(self)
         else:
             tracks.close()  # nobody is watching: the muxer's templates are built again if asked
         self._enforce_memory_cap()
@@ -833,6 +843,17 @@ class Segmenter:
             if self.max_bytes is not None and self.bytes_held > self.max_bytes:
                 self._let_go_of_ts_bytes(self.bytes_held - self.max_bytes, keep=form)
         return data
+
+    def make_due_ts(self) -> bool:
+        """Mux the oldest segment left due at its close (see `on_ts_due`) unless a request
+        or its expiry came first; whether more are due."""
+        while self._ts_due:
+            form = self._ts_due.popleft()
+            if form.data is None and self._store.get_form(form.key) is form:
+                self._make_ts(form, at_close=True)
+                self._enforce_memory_cap()
+                break
+        return bool(self._ts_due)
 
     def _make_ts(self, form: TsForm, *, at_close: bool) -> None:
         forms = self._store.ts_forms()

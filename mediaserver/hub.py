@@ -21,6 +21,7 @@ from hls.media import MediaPacket
 from hls.resume import PlaylistResume
 from hls.segmenter import Segmenter, SegmentInfo
 
+from .mux_ahead import MuxAhead
 from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
 from .readers import SKIPPED, DrainScheduler, QueuedReader, SkipCounters, Skipped
 
@@ -207,6 +208,7 @@ class StreamHub:
         self.publishes_taken_over = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._drains = DrainScheduler()
+        self._mux_ahead = MuxAhead()
 
     # ---- publishing -----------------------------------------------------------------
 
@@ -273,6 +275,7 @@ class StreamHub:
             on_segment=lambda info: self._segment_done(name, info),
             resume=resume,
             part_duration=settings.part_duration,
+            on_ts_due=self._mux_ahead.request,
         )
 
         live = LiveChannel(name, segmenter)

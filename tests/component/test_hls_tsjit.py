@@ -177,6 +177,52 @@ def test_a_watched_channel_gets_each_segment_muxed_as_it_closes(hls_av: Media) -
     assert packager.made_on_request == 2
 
 
+def test_with_on_ts_due_a_watched_channel_leaves_each_close_due_for_a_later_turn(
+        hls_av: Media) -> None:
+    """Nothing is muxed inside push(); the owner's next loop turn muxes what the close
+    left due, so a steady player finds each segment made. One that asks before the
+    turn has it muxed for its request, and the turn then has nothing to do."""
+    clock = Clock()
+    told: list[Segmenter] = []
+    segmenter = segmenter_of(ll=True, clock=clock, window=20, on_ts_due=told.append)
+    packager = segmenter.ts_packager
+    asked: list[str] = []
+    turns = 0
+    early = None  # the due segment the player asks for before its turn
+    for _ in range(3):  # ~21 s of media
+        segmenter.configure(hls_av.video, hls_av.audio)
+        start, first = clock.now, hls_av.packets[0].dts
+        for packet in hls_av.packets:
+            clock.now = start + (packet.dts - first) / 1000
+            made = packager.made_at_close
+            segmenter.push(packet)
+            assert packager.made_at_close == made  # never inside push()
+            names = ts_names(segmenter)
+            if len(told) > turns:
+                if len(told) == 4 and early is None:
+                    early = names[-1]
+                    assert segmenter.segment(early) is not None  # before its turn
+                    asked.append(early)
+                    assert packager.made_on_request == 3
+                turns += 1
+                more = segmenter.make_due_ts()  # the owner's next loop turn
+                assert not more
+                assert packager.made_at_close == turns - (1 if early else 0)
+            if names and names[-1] not in asked:  # a steady player takes each new one
+                assert segmenter.segment(names[-1]) is not None
+                asked.append(names[-1])
+        clock.now += 0.1
+        segmenter.publisher_gone()  # the period's last segment closes here
+        if len(told) > turns:
+            turns += 1
+            segmenter.make_due_ts()
+    assert told == [segmenter] * turns
+    assert turns == segmenter.segments_produced - 2 > 4  # all but the two before watched
+    assert packager.made_on_request == 3  # those two and the one asked for early
+    joined = b"".join(bytes(segmenter.segment(name) or b"") for name in ts_names(segmenter))
+    assert counter_breaks(joined) == []
+
+
 def test_one_off_fetches_do_not_make_a_channel_watched(hls_av: Media) -> None:
     """A probe that takes one segment now and then, or many requests for one segment,
     get what they ask for muxed (and, for continuity, the segments between) and nothing

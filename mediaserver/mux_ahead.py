@@ -1,0 +1,59 @@
+"""Watched channels' TS segments muxed ahead of their requests, one per loop turn.
+
+A channel watched as index.m3u8 gets each segment muxed as it closes (hls.tsjit),
+so that its viewers never wait for a mux. Done inside the segment's close, the
+mux (~2 ms for a 2 s, 3 Mbit/s segment) ran inside a reader's drain, and every
+HTTP request that came meanwhile waited behind the drain slice and the mux
+together. Here each mux is a loop callback of its own: requests are answered
+between two muxes, and a viewer that asks before its segment's turn has it muxed
+for its request instead (once: the turn then finds it made).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from hls.segmenter import Segmenter
+
+log = logging.getLogger("mediaserver.mux_ahead")
+
+
+class MuxAhead:
+    """Runs `Segmenter.make_due_ts` once per loop turn for each segment left due."""
+
+    __slots__ = ("_due", "_loop", "_scheduled", "made")
+
+    def __init__(self) -> None:
+        self._due: deque[Segmenter] = deque()  # one entry per segment due
+        self._scheduled = False
+        # Looked up once: asyncio.get_running_loop() costs a getpid() syscall per call.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.made = 0  # turns taken (for tests and debugging)
+
+    def request(self, segmenter: Segmenter) -> None:
+        """`segmenter` left a segment due (its `on_ts_due`)."""
+        self._due.append(segmenter)
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._scheduled = True
+        loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if not self._due:
+            return
+        segmenter = self._due.popleft()
+        self.made += 1
+        try:
+            segmenter.make_due_ts()
+        except Exception:
+            log.exception("muxing a watched channel's segment ahead failed")
+        if self._due:
+            self._schedule()
