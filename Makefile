@@ -20,7 +20,8 @@ PURE_PATH_TESTS := tests/unit/test_chunk.py tests/unit/test_connection.py \
 	tests/unit/test_connection_obs.py tests/unit/test_connection_batch.py tests/unit/test_flv.py \
 	tests/unit/test_fuzz.py tests/unit/test_compiled_twins.py tests/unit/test_readers.py \
 	tests/component/test_publisher.py tests/component/test_hub.py \
-	tests/component/test_same_media_packets.py tests/integration/test_rtmp_session.py \
+	tests/component/test_same_media_packets.py tests/component/test_hls_fmp4.py \
+	tests/component/test_hls_segmenter_ll.py tests/integration/test_rtmp_session.py \
 	tests/integration/test_read_pacing.py tests/integration/test_live_path.py
 
 test: setup system-deps browser-deps vendor
@@ -31,7 +32,7 @@ test: setup system-deps browser-deps vendor
 setup: $(STAMP)
 
 # setup.py and the .pyx sources too: a changed hot path must be compiled again.
-$(STAMP): pyproject.toml setup.py $(wildcard rtmp/*.pyx mediaserver/*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard rtmp/*.pyx mediaserver/*.pyx hls/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -29,6 +29,7 @@ import struct
 from collections.abc import Sequence
 
 from .aac import parse_audio_specific_config
+from .extensions import extensions_wanted
 from .media import TrackConfig, TrackKind
 
 VIDEO_TIMESCALE = 90_000
@@ -184,54 +185,61 @@ class FragmentWriter:
         self._sequence += 1
         ends = {self._tracks[k].track_id: round(ms * self._tracks[k].scale)
                 for k, ms in (next_dts or {}).items() if k in self._tracks}
-        # The moof's size depends only on sample counts; data offsets need it first.
-        moof_size = 8 + 16 + sum(_traf_size(track) for track in tracks)
-        offset = moof_size + 8
-        trafs = []
-        payloads: list[bytes | memoryview] = []
-        for track in tracks:
-            trafs.append(self._traf(track, offset, ends.get(track.track_id)))
-            offset += track.payload_bytes
-            payloads.extend(sample[3] for sample in track.samples)
-            track.samples = []
-            track.payload_bytes = 0
         self.pending_bytes = 0
-        mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", self._sequence))
-        moof = box(b"moof", mfhd, *trafs)
-        mdat_header = struct.pack(">I4s", 8 + offset - moof_size - 8, b"mdat")
-        return b"".join((moof, mdat_header, *payloads))
+        return build_fragment(self._sequence, tracks, ends)
 
-    def _traf(self, track: _Track, data_offset: int, end: int | None) -> bytes:
-        dts = track.decode_times()
-        count = len(dts)
-        durations = [b - a for a, b in itertools.pairwise(dts)]
-        if end is not None and end > dts[-1]:
-            track.last_duration = end - dts[-1]
-        elif durations:
-            track.last_duration = durations[-1]
-        durations.append(track.last_duration)
-        samples = track.samples
-        if track.is_video:
-            tfhd = full_box(b"tfhd", 0, _TFHD_BASE_IS_MOOF, struct.pack(">I", track.track_id))
-            scale = track.scale
-            flat: list[int] = []
-            for duration, tick, (_, pts, sync, data) in zip(durations, dts, samples,
-                                                             strict=True):
-                flat += (duration, len(data),
-                         SYNC_SAMPLE_FLAGS if sync else NON_SYNC_SAMPLE_FLAGS,
-                         max(round(pts * scale) - tick, 0))
-            trun = full_box(b"trun", 0, _TRUN_VIDEO, struct.pack(">Ii", count, data_offset),
-                            struct.pack(f">{4 * count}I", *flat))
-        else:
-            tfhd = full_box(b"tfhd", 0, _TFHD_BASE_IS_MOOF | _TFHD_DEFAULT_FLAGS,
-                            struct.pack(">II", track.track_id, SYNC_SAMPLE_FLAGS))
-            flat = []
-            for duration, sample in zip(durations, samples, strict=True):
-                flat += (duration, len(sample[3]))
-            trun = full_box(b"trun", 0, _TRUN_AUDIO, struct.pack(">Ii", count, data_offset),
-                            struct.pack(f">{2 * count}I", *flat))
-        tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", dts[0]))
-        return box(b"traf", tfhd, tfdt, trun)
+
+def pure_build_fragment(sequence: int, tracks: list[_Track], ends: dict[int, int]) -> bytes:
+    """moof (sequence number `sequence`) + mdat of the samples of `tracks` (each with
+    some), which are taken; `ends`: track id -> the tick its last sample ends at, where
+    known. hls._fmp4 is its compiled twin."""
+    # The moof's size depends only on sample counts; data offsets need it first.
+    moof_size = 8 + 16 + sum(_traf_size(track) for track in tracks)
+    offset = moof_size + 8
+    trafs = []
+    payloads: list[bytes | memoryview] = []
+    for track in tracks:
+        trafs.append(_traf(track, offset, ends.get(track.track_id)))
+        offset += track.payload_bytes
+        payloads.extend(sample[3] for sample in track.samples)
+        track.samples = []
+        track.payload_bytes = 0
+    mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence))
+    moof = box(b"moof", mfhd, *trafs)
+    mdat_header = struct.pack(">I4s", 8 + offset - moof_size - 8, b"mdat")
+    return b"".join((moof, mdat_header, *payloads))
+
+
+def _traf(track: _Track, data_offset: int, end: int | None) -> bytes:
+    dts = track.decode_times()
+    count = len(dts)
+    durations = [b - a for a, b in itertools.pairwise(dts)]
+    if end is not None and end > dts[-1]:
+        track.last_duration = end - dts[-1]
+    elif durations:
+        track.last_duration = durations[-1]
+    durations.append(track.last_duration)
+    samples = track.samples
+    if track.is_video:
+        tfhd = full_box(b"tfhd", 0, _TFHD_BASE_IS_MOOF, struct.pack(">I", track.track_id))
+        scale = track.scale
+        flat: list[int] = []
+        for duration, tick, (_, pts, sync, data) in zip(durations, dts, samples, strict=True):
+            flat += (duration, len(data),
+                     SYNC_SAMPLE_FLAGS if sync else NON_SYNC_SAMPLE_FLAGS,
+                     max(round(pts * scale) - tick, 0))
+        trun = full_box(b"trun", 0, _TRUN_VIDEO, struct.pack(">Ii", count, data_offset),
+                        struct.pack(f">{4 * count}I", *flat))
+    else:
+        tfhd = full_box(b"tfhd", 0, _TFHD_BASE_IS_MOOF | _TFHD_DEFAULT_FLAGS,
+                        struct.pack(">II", track.track_id, SYNC_SAMPLE_FLAGS))
+        flat = []
+        for duration, sample in zip(durations, samples, strict=True):
+            flat += (duration, len(sample[3]))
+        trun = full_box(b"trun", 0, _TRUN_AUDIO, struct.pack(">Ii", count, data_offset),
+                        struct.pack(f">{2 * count}I", *flat))
+    tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", dts[0]))
+    return box(b"traf", tfhd, tfdt, trun)
 
 
 def _traf_size(track: _Track) -> int:
@@ -342,3 +350,14 @@ def boxes(data: bytes | memoryview) -> Sequence[tuple[bytes, int, int]]:
     if position != len(view):
         raise ValueError(f"{len(view) - position} trailing bytes")
     return out
+
+
+build_fragment = pure_build_fragment
+COMPILED_FRAGMENTS = False
+if extensions_wanted():
+    try:
+        from ._fmp4 import build_fragment  # type: ignore[no-redef]
+    except ImportError:
+        pass
+    else:
+        COMPILED_FRAGMENTS = True

@@ -1,17 +1,8 @@
-"""Whether compiled twins of hot-path modules may be used: one switch for the package.
-
-Each compiled module (a Cython `.pyx` built by `pip install`) has a pure-Python
-twin that is the reference. Setting MEDIASERVER_NO_EXTENSIONS to anything but ""
-or "0" runs the pure twins everywhere (tests of that path, debugging, profiling
-at the Python level); so does a build without the extensions.
-"""
+"""The compiled-twins switch (MEDIASERVER_NO_EXTENSIONS), kept in hls.extensions so that
+hls, which imports no outer package, reads the same one."""
 
 from __future__ import annotations
 
-import os
+from hls.extensions import NO_EXTENSIONS_ENV, extensions_wanted
 
-NO_EXTENSIONS_ENV = "MEDIASERVER_NO_EXTENSIONS"
-
-
-def extensions_wanted() -> bool:
-    return os.environ.get(NO_EXTENSIONS_ENV, "") in ("", "0")
+__all__ = ["NO_EXTENSIONS_ENV", "extensions_wanted"]

@@ -1,10 +1,11 @@
 """The compiled hot path against its pure-Python reference, input for input.
 
 rtmp._chunk_reader.ChunkReader must cut the same messages and raise the same
-errors as rtmp.chunk's pure reader, and mediaserver._coded_frames must make the
-same packets, counts and clock state as mediaserver.coded_frames, whatever the
-input. When the extensions are switched off (MEDIASERVER_NO_EXTENSIONS) these
-comparisons are skipped; that the default build uses them is checked here too.
+errors as rtmp.chunk's pure reader, mediaserver._coded_frames must make the
+same packets, counts and clock state as mediaserver.coded_frames, and hls._fmp4
+the same fragments and track state as hls.fmp4, whatever the input. When the
+extensions are switched off (MEDIASERVER_NO_EXTENSIONS) these comparisons are
+skipped; that the default build uses them is checked here too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hls.fmp4 as fmp4
 import mediaserver.coded_frames as coded_frames
 import rtmp.chunk as chunk
 from hls.media import MediaPacket
@@ -23,6 +25,7 @@ from mediaserver.feedstats import FeedStats
 from rtmp.chunk import ABORT, SET_CHUNK_SIZE, ChunkWriter, PurePythonChunkReader
 from rtmp.errors import RemoteProtocolError
 from rtmp.extensions import extensions_wanted
+from tests.hls_media import av_clip
 
 compiled = pytest.mark.skipif(
     not (chunk.COMPILED_READER and coded_frames.COMPILED_FRAMES),
@@ -36,11 +39,13 @@ def test_the_compiled_path_is_used_unless_switched_off() -> None:
         assert chunk.ChunkReader is PurePythonChunkReader
         assert coded_frames.take_coded_frames is coded_frames.pure_take_coded_frames
         assert coded_frames.TrackClock is coded_frames.PureTrackClock
+        assert fmp4.build_fragment is fmp4.pure_build_fragment
         return
     assert chunk.COMPILED_READER and chunk.ChunkReader is not PurePythonChunkReader
     assert coded_frames.COMPILED_FRAMES
     assert coded_frames.take_coded_frames is not coded_frames.pure_take_coded_frames
     assert coded_frames.TrackClock is not coded_frames.PureTrackClock
+    assert fmp4.COMPILED_FRAGMENTS and fmp4.build_fragment is not fmp4.pure_build_fragment
 
 
 # --------------------------------------------------------------------------- ChunkReader
@@ -219,3 +224,84 @@ def test_track_clock_twins_agree(timestamps: list[int]) -> None:
     for timestamp in timestamps:
         assert fast.unwrap(timestamp) == pure.unwrap(timestamp)
         assert (fast.raw, fast.offset, fast.last) == (pure.raw, pure.offset, pure.last)
+
+
+# --------------------------------------------------------------------------- fMP4 fragments
+
+compiled_fragments = pytest.mark.skipif(
+    not fmp4.COMPILED_FRAGMENTS,
+    reason="the compiled path is off (MEDIASERVER_NO_EXTENSIONS) or not built")
+
+# A frame: (video?, dts step in ms, pts - dts in ms, keyframe, payload size). Steps of 0 and
+# a step back by a second make the clamps and the reference's errors happen too.
+_fmp4_frames = st.lists(
+    st.tuples(st.booleans(), st.one_of(st.integers(0, 70), st.just(-1000)),
+              st.integers(0, 300), st.booleans(), st.integers(0, 3000)),
+    min_size=1, max_size=40)
+
+
+def _fragment_state(writer: Any) -> list[tuple[Any, ...]]:
+    return [(t.last_dts, t.next_tick, t.last_duration, len(t.samples), t.payload_bytes)
+            for t in writer._tracks.values()]
+
+
+@compiled_fragments
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_fmp4_frames, st.one_of(st.none(), st.integers(-50, 100))),
+                min_size=1, max_size=6),
+       st.sampled_from(["both", "video", "audio"]))
+def test_fragment_twins_agree(fragments: list[tuple[list[Any], int | None]],
+                              tracks: str) -> None:
+    media = av_clip()
+    video = media.video if tracks != "audio" else None
+    audio = media.audio if tracks != "video" else None
+    writers = [fmp4.FragmentWriter(video, audio) for _ in range(2)]
+    builders = [fmp4.pure_build_fragment, fmp4.build_fragment]
+    dts = {"video": 10_000.0, "audio": 10_000.0}
+    for sequence, (frames, end_after) in enumerate(fragments, start=1):
+        for is_video, step, offset, keyframe, size in frames:
+            kind = "video" if is_video else "audio"
+            if kind not in writers[0].kinds:
+                continue
+            dts[kind] += step if kind == "video" else step * 0.7 + 0.3  # AAC: not whole ms
+            for writer in writers:
+                writer.add(kind, dts[kind], dts[kind] + offset, keyframe, bytes(size))
+        active = [[t for t in w._tracks.values() if t.samples] for w in writers]
+        if not active[0]:
+            continue
+        ends = {} if end_after is None else {
+            t.track_id: round((dts["video" if t.is_video else "audio"] + end_after) * t.scale)
+            for t in active[0]}
+        outcomes: list[Any] = []
+        for build, tracks_of in zip(builders, active, strict=True):
+            try:
+                outcomes.append(build(sequence, tracks_of, dict(ends)))
+            except Exception as exc:  # the reference's error must be the twin's too
+                outcomes.append((type(exc), str(exc)))
+        assert outcomes[0] == outcomes[1]
+        assert _fragment_state(writers[0]) == _fragment_state(writers[1])
+
+
+def test_fragment_twins_agree_on_a_real_clip() -> None:
+    """Every fragment of a real publish, byte for byte (and the same as the writer makes)."""
+    media = av_clip()
+    writers = [fmp4.FragmentWriter(media.video, media.audio) for _ in range(2)]
+    builders = [fmp4.pure_build_fragment, fmp4.build_fragment]
+    made = 0
+    start: float | None = None
+    for packet in media.packets:
+        if packet.kind == "video" and start is not None and packet.dts - start >= 300:
+            outs = []
+            for build, writer in zip(builders, writers, strict=True):
+                tracks = [t for t in writer._tracks.values() if t.samples]
+                ends = {writer._tracks["video"].track_id:
+                        round(packet.dts * writer._tracks["video"].scale)}
+                outs.append(build(made + 1, tracks, ends))
+            assert outs[0] == outs[1]
+            made += 1
+            start = None
+        if start is None and packet.kind == "video":
+            start = packet.dts
+        for writer in writers:
+            writer.add(packet.kind, packet.dts, packet.pts, packet.keyframe, packet.data)
+    assert made > 10
