@@ -11,11 +11,12 @@ for its request instead (once: the turn then finds it made).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 
 from hls.segmenter import Segmenter
+
+from .soon import SoonCallback
 
 log = logging.getLogger("mediaserver.mux_ahead")
 
@@ -23,30 +24,19 @@ log = logging.getLogger("mediaserver.mux_ahead")
 class MuxAhead:
     """Runs `Segmenter.make_due_ts` once per loop turn for each segment left due."""
 
-    __slots__ = ("_due", "_loop", "_scheduled", "made")
+    __slots__ = ("_due", "_soon", "made")
 
     def __init__(self) -> None:
         self._due: deque[Segmenter] = deque()  # one entry per segment due
-        self._scheduled = False
-        # Looked up once: asyncio.get_running_loop() costs a getpid() syscall per call.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._soon = SoonCallback(self._run)
         self.made = 0  # turns taken (for tests and debugging)
 
     def request(self, segmenter: Segmenter) -> None:
         """`segmenter` left a segment due (its `on_ts_due`)."""
         self._due.append(segmenter)
-        if not self._scheduled:
-            self._schedule()
-
-    def _schedule(self) -> None:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._scheduled = True
-        loop.call_soon(self._run)
+        self._soon.schedule()
 
     def _run(self) -> None:
-        self._scheduled = False
         if not self._due:
             return
         segmenter = self._due.popleft()
@@ -56,4 +46,4 @@ class MuxAhead:
         except Exception:
             log.exception("muxing a watched channel's segment ahead failed")
         if self._due:
-            self._schedule()
+            self._soon.schedule()

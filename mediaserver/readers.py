@@ -11,13 +11,14 @@ counted; a reader is never dropped, so it can never stall ingest nor vanish.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
+
+from .soon import SoonCallback
 
 log = logging.getLogger("mediaserver.readers")
 
@@ -74,22 +75,12 @@ class DrainScheduler:
 
     def __init__(self, slice_seconds: float = DRAIN_SLICE_SECONDS) -> None:
         self._pending: list[QueuedReader[Any]] = []
-        self._scheduled = False
         self._slice = slice_seconds
-        # Looked up once: asyncio.get_running_loop() costs a getpid() syscall per call.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._soon = SoonCallback(self._run)
 
     def request(self, reader: QueuedReader[Any]) -> None:
         self._pending.append(reader)
-        if not self._scheduled:
-            self._schedule()
-
-    def _schedule(self) -> None:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._scheduled = True
-        loop.call_soon(self._run)
+        self._soon.schedule()
 
     def _run(self) -> None:
         pending = self._pending
@@ -102,9 +93,8 @@ class DrainScheduler:
             if time.perf_counter() >= deadline:
                 break
         del pending[:done]
-        self._scheduled = False
         if pending:
-            self._schedule()
+            self._soon.schedule()
 
 
 class QueuedReader(Generic[Item]):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import itertools
 import random
+from collections.abc import Iterator
 
 import pytest
 
@@ -44,6 +45,22 @@ def published(media: Media, ll: bool, publishes: int = 2, **options: object) -> 
         segmenter.publisher_gone()
     segmenter.end()
     return segmenter
+
+
+def publishes(segmenter: Segmenter, media: Media, clock: Clock, times: int = 3
+              ) -> Iterator[bool]:
+    """`times` publishes of `media` (~7 s each) in one playlist, the clock moving with the
+    media: yields False after each packet pushed, True after each publisher leaves."""
+    for _ in range(times):
+        segmenter.configure(media.video, media.audio)
+        start, first = clock.now, media.packets[0].dts
+        for packet in media.packets:
+            clock.now = start + (packet.dts - first) / 1000
+            segmenter.push(packet)
+            yield False
+        clock.now += 0.1
+        segmenter.publisher_gone()
+        yield True
 
 
 def ts_names(segmenter: Segmenter) -> list[str]:
@@ -189,33 +206,22 @@ def test_with_on_ts_due_a_watched_channel_leaves_each_close_due_for_a_later_turn
     asked: list[str] = []
     turns = 0
     early = None  # the due segment the player asks for before its turn
-    for _ in range(3):  # ~21 s of media
-        segmenter.configure(hls_av.video, hls_av.audio)
-        start, first = clock.now, hls_av.packets[0].dts
-        for packet in hls_av.packets:
-            clock.now = start + (packet.dts - first) / 1000
-            made = packager.made_at_close
-            segmenter.push(packet)
-            assert packager.made_at_close == made  # never inside push()
-            names = ts_names(segmenter)
-            if len(told) > turns:
-                if len(told) == 4 and early is None:
-                    early = names[-1]
-                    assert segmenter.segment(early) is not None  # before its turn
-                    asked.append(early)
-                    assert packager.made_on_request == 3
-                turns += 1
-                more = segmenter.make_due_ts()  # the owner's next loop turn
-                assert not more
-                assert packager.made_at_close == turns - (1 if early else 0)
-            if names and names[-1] not in asked:  # a steady player takes each new one
-                assert segmenter.segment(names[-1]) is not None
-                asked.append(names[-1])
-        clock.now += 0.1
-        segmenter.publisher_gone()  # the period's last segment closes here
+    for period_ended in publishes(segmenter, hls_av, clock):
+        # Only the owner's turns mux ahead: never push() or publisher_gone().
+        assert packager.made_at_close == turns - (1 if early else 0)
+        names = ts_names(segmenter)
         if len(told) > turns:
+            if len(told) == 4 and early is None:
+                early = names[-1]
+                assert segmenter.segment(early) is not None  # before its turn
+                asked.append(early)
+                assert packager.made_on_request == 3
             turns += 1
-            segmenter.make_due_ts()
+            assert not segmenter.make_due_ts()  # the owner's next loop turn
+            assert packager.made_at_close == turns - (1 if early else 0)
+        if not period_ended and names and names[-1] not in asked:  # a steady player
+            assert segmenter.segment(names[-1]) is not None
+            asked.append(names[-1])
     assert told == [segmenter] * turns
     assert turns == segmenter.segments_produced - 2 > 4  # all but the two before watched
     assert packager.made_on_request == 3  # those two and the one asked for early
@@ -232,20 +238,13 @@ def test_one_off_fetches_do_not_make_a_channel_watched(hls_av: Media) -> None:
     probed: list[str] = []
     probed_at = -1e9
     probe_every = HOT_TARGETS * 2.0 + 0.5  # seconds: each probe after the last one's window
-    for _ in range(3):  # ~21 s of media
-        segmenter.configure(hls_av.video, hls_av.audio)
-        start, first = clock.now, hls_av.packets[0].dts
-        for packet in hls_av.packets:
-            clock.now = start + (packet.dts - first) / 1000
-            segmenter.push(packet)
-            names = ts_names(segmenter)
-            if names and clock.now - probed_at >= probe_every and names[-1] not in probed:
-                for _ in range(3):  # three viewers of one segment, or one retrying
-                    assert segmenter.segment(names[-1]) is not None
-                probed.append(names[-1])
-                probed_at = clock.now
-        clock.now += 0.1
-        segmenter.publisher_gone()
+    for _ in publishes(segmenter, hls_av, clock):
+        names = ts_names(segmenter)
+        if names and clock.now - probed_at >= probe_every and names[-1] not in probed:
+            for _ in range(3):  # three viewers of one segment, or one retrying
+                assert segmenter.segment(names[-1]) is not None
+            probed.append(names[-1])
+            probed_at = clock.now
     packager = segmenter.ts_packager
     assert len(probed) >= 2
     assert packager.made_at_close == 0  # nothing muxed ahead of a request
@@ -257,19 +256,12 @@ def test_a_channel_left_alone_stops_being_muxed_ahead(hls_av: Media) -> None:
     clock = Clock()
     segmenter = segmenter_of(ll=False, clock=clock, window=20)
     asked_at = None
-    for _ in range(3):  # ~21 s of media
-        segmenter.configure(hls_av.video, hls_av.audio)
-        start, first = clock.now, hls_av.packets[0].dts
-        for packet in hls_av.packets:
-            clock.now = start + (packet.dts - first) / 1000
-            segmenter.push(packet)
-            names = ts_names(segmenter)
-            if asked_at is None and len(names) == 2:  # a viewer takes two, then goes
-                segmenter.segment(names[0])
-                segmenter.segment(names[1])
-                asked_at = clock.now
-        clock.now += 0.1
-        segmenter.publisher_gone()
+    for _ in publishes(segmenter, hls_av, clock):
+        names = ts_names(segmenter)
+        if asked_at is None and len(names) == 2:  # a viewer takes two, then goes
+            segmenter.segment(names[0])
+            segmenter.segment(names[1])
+            asked_at = clock.now
     assert asked_at is not None
     packager = segmenter.ts_packager
     hot_for = HOT_TARGETS * segmenter.target_duration_seen
@@ -286,16 +278,10 @@ def test_a_segment_that_left_the_playlist_is_made_again_alike(hls_av: Media) -> 
     clock = Clock()
     segmenter = segmenter_of(ll=False, clock=clock, window=2)
     first_bytes = {}
-    for _ in range(2):
-        segmenter.configure(hls_av.video, hls_av.audio)
-        start, first = clock.now, hls_av.packets[0].dts
-        for packet in hls_av.packets:
-            clock.now = start + (packet.dts - first) / 1000
-            segmenter.push(packet)
-            for name in ts_names(segmenter):
-                if name not in first_bytes:
-                    first_bytes[name] = bytes(segmenter.segment(name) or b"")
-        segmenter.publisher_gone()
+    for _ in publishes(segmenter, hls_av, clock, times=2):
+        for name in ts_names(segmenter):
+            if name not in first_bytes:
+                first_bytes[name] = bytes(segmenter.segment(name) or b"")
     expired = [name for name in first_bytes if name not in ts_names(segmenter)]
     assert expired
     held_before = segmenter.bytes_kept_expired
