@@ -55,14 +55,17 @@ cdef inline int64_t _round(double x) noexcept:
 
 
 cdef class _Timing:
-    """One track's decode times and durations for this fragment, before they are kept."""
+    """One track's decode times, durations and (video) composition offsets for this
+    fragment, before they are kept."""
     cdef int64_t* ticks
     cdef int64_t* durations
+    cdef int64_t* offsets  # NULL for audio
     cdef Py_ssize_t count
 
     def __dealloc__(self):
         PyMem_Free(self.ticks)
         PyMem_Free(self.durations)
+        PyMem_Free(self.offsets)
 
 
 cdef _Timing _timing(object track, object end, list samples):
@@ -71,7 +74,7 @@ cdef _Timing _timing(object track, object end, list samples):
     cdef Py_ssize_t count = len(samples), i
     cdef _Timing t = _Timing()
     cdef double scale = track.scale
-    cdef int64_t tick, last, expected, step, end_tick
+    cdef int64_t tick, last, expected, step, end_tick, cto
     cdef double snap
     cdef bint have
     t.count = count
@@ -117,6 +120,15 @@ cdef _Timing _timing(object track, object end, list samples):
     for i in range(count):
         if t.durations[i] < 0 or t.durations[i] > _U32_MAX:
             return None
+    if track.is_video:
+        t.offsets = <int64_t*>PyMem_Malloc(count * sizeof(int64_t))
+        if t.offsets == NULL:
+            raise MemoryError()
+        for i in range(count):
+            cto = _round(<double>(samples[i][1]) * scale) - t.ticks[i]
+            if cto > _U32_MAX:
+                return None
+            t.offsets[i] = cto if cto > 0 else 0
     return t
 
 
@@ -135,7 +147,6 @@ def build_fragment(uint32_t sequence, list tracks, dict ends):
     cdef object track, sample, data
     cdef char* p
     cdef Py_buffer view
-    cdef int64_t cto
     for track in tracks:
         samples = track.samples
         t = _timing(track, ends.get(track.track_id), samples)
@@ -146,12 +157,6 @@ def build_fragment(uint32_t sequence, list tracks, dict ends):
         payload += track.payload_bytes
     if moof_size + 8 + payload > _I32_MAX:
         return pure_build_fragment(sequence, tracks, ends)
-    for track, t in zip(tracks, timings):
-        if track.is_video:
-            for i in range(t.count):
-                cto = _round(<double>(track.samples[i][1]) * <double>track.scale) - t.ticks[i]
-                if cto > _U32_MAX:
-                    return pure_build_fragment(sequence, tracks, ends)
     total = moof_size + 8 + payload
     out = PyBytes_FromStringAndSize(NULL, total)
     p = PyBytes_AS_STRING(out)
@@ -195,8 +200,7 @@ def build_fragment(uint32_t sequence, list tracks, dict ends):
             _put32(p + pos + 4, size)
             if video:
                 _put32(p + pos + 8, _SYNC if sample[2] else _NON_SYNC)
-                cto = _round(<double>(sample[1]) * <double>track.scale) - t.ticks[i]
-                _put32(p + pos + 12, cto if cto > 0 else 0)
+                _put32(p + pos + 12, t.offsets[i])
                 pos += 16
             else:
                 pos += 8
