@@ -233,8 +233,9 @@ class Segmenter:
         EXT-X-DISCONTINUITY before the first segment made here. `part_duration`
         (seconds) turns on the LL-HLS rendition with that PART-TARGET. `on_ts_due`:
         a segment of a watched channel is not muxed as TS inside its close (so inside
-        push()) but left due, and this is called; its owner calls make_due_ts() on a
-        later turn of its loop (a mux is ~2 ms that requests need not wait behind)."""
+        push()) but left due, and this is called when none was due before; its owner
+        calls make_due_ts() on later turns of its loop while it answers that more are
+        due (a mux is ~2 ms that requests need not wait behind)."""
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
         if max_segment_duration is None:
@@ -808,7 +809,8 @@ class Segmenter:
                 self._make_ts(form, at_close=True)
             else:
                 self._ts_due.append(form)
-                self._on_ts_due(self)
+                if len(self._ts_due) == 1:  # else the owner already has it to come back to
+                    self._on_ts_due(self)
         else:
             tracks.close()  # nobody is watching: the muxer's templates are built again if asked
         self._enforce_memory_cap()

@@ -22,17 +22,18 @@ log = logging.getLogger("mediaserver.mux_ahead")
 
 
 class MuxAhead:
-    """Runs `Segmenter.make_due_ts` once per loop turn for each segment left due."""
+    """Runs `Segmenter.make_due_ts` once per loop turn, round robin over the channels
+    that have segments due, until none has."""
 
     __slots__ = ("_due", "_soon", "made")
 
     def __init__(self) -> None:
-        self._due: deque[Segmenter] = deque()  # one entry per segment due
+        self._due: deque[Segmenter] = deque()  # channels with segments due, each once
         self._soon = SoonCallback(self._run)
         self.made = 0  # turns taken (for tests and debugging)
 
     def request(self, segmenter: Segmenter) -> None:
-        """`segmenter` left a segment due (its `on_ts_due`)."""
+        """`segmenter` has segments due where it had none (its `on_ts_due`)."""
         self._due.append(segmenter)
         self._soon.schedule()
 
@@ -42,8 +43,11 @@ class MuxAhead:
         segmenter = self._due.popleft()
         self.made += 1
         try:
-            segmenter.make_due_ts()
+            more = segmenter.make_due_ts()
         except Exception:
             log.exception("muxing a watched channel's segment ahead failed")
+            more = True  # the failed one is off its queue: go on with the rest
+        if more:
+            self._due.append(segmenter)
         if self._due:
             self._soon.schedule()
