@@ -13,6 +13,10 @@ with `--trace`, where the Python heap's bytes are, by file and line (tracemalloc
 `--ts-fetch all`, every TS segment is asked for once, as one viewer per stream would.
 
     python -m benchmarks memory --streams 20 [--ll-hls off] [--ts-fetch all] [--trace]
+                                             [--expired-segments memory]
+
+Expired segments go to files in a temporary directory, as the server's default
+`--expired-segments disk` has them (their page cache is not in RSS).
 
 What it leaves out: sockets and their kernel buffers, the HTTP server, request handlers.
 `python -m benchmarks run` measures the whole server (its "RSS / stream" column).
@@ -25,10 +29,12 @@ import asyncio
 import gc
 import math
 import statistics
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
+from hls.spill import SpillDirectory
 from mediaserver.hub import HubSettings, StreamHub
 from mediaserver.memory import release_free_memory
 from rtmp.server import RtmpServer
@@ -54,11 +60,12 @@ def rss_bytes() -> int:
 
 
 async def run(streams: int, warmup: float, ll_hls: bool, ts_fetch: bool, trace: bool,
-              clip: ChunkedClip) -> dict[str, float]:
+              clip: ChunkedClip, spill: SpillDirectory | None) -> dict[str, float]:
     loops = math.ceil((warmup + SAMPLE_SECONDS + 1) * 1000 / clip.loop_ms)
     setup, slices = publisher_bytes(clip, loops, READ_MS)
     settings = HubSettings() if ll_hls else HubSettings(part_duration=None)
     hub = StreamHub(settings)
+    hub.spill = spill
     if ts_fetch:
         fetch_every_ts_segment(hub)
     server = RtmpServer(_HubPolicy(hub), read_interval=0)
@@ -107,14 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ll-hls", choices=("on", "off"), default="on")
     parser.add_argument("--ts-fetch", choices=("none", "all"), default="none")
     parser.add_argument("--trace", action="store_true", help="where the Python heap is")
+    parser.add_argument("--expired-segments", choices=("disk", "memory"), default="disk")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--clip", type=Path, default=None)
     args = parser.parse_args(argv)
     clip = ChunkedClip.build(read_flv(args.clip or ensure_clip(BENCH_CLIP, args.cache)))
-    figures = asyncio.run(run(args.streams, args.warmup, args.ll_hls == "on",
-                              args.ts_fetch == "all", args.trace, clip))
+    with tempfile.TemporaryDirectory(prefix="bench-expired-") as directory:
+        spill = SpillDirectory(Path(directory)) if args.expired_segments == "disk" else None
+        figures = asyncio.run(run(args.streams, args.warmup, args.ll_hls == "on",
+                                  args.ts_fetch == "all", args.trace, clip, spill))
     print(f"{args.streams} streams, LL-HLS {args.ll_hls}, TS segments fetched: "
-          f"{args.ts_fetch}, {figures['media_seconds']:.0f} s of media each in real time: "
+          f"{args.ts_fetch}, expired segments in {args.expired_segments}, "
+          f"{figures['media_seconds']:.0f} s of media each in real time: "
           f"held {figures['held'] / MB:.2f} MB per stream (segmenters' bytes_held), "
           f"RSS {figures['rss'] / MB:.2f} MB per stream")
     return 0

@@ -24,6 +24,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 
+from .spill import SpilledMedia
+
 Buffer = bytes | bytearray | memoryview
 
 # Per frame in the table: flags, dts, pts, duration (all ms), payload size.
@@ -33,31 +35,42 @@ KEYFRAME = 2  # flag: a keyframe (every audio frame is one)
 
 
 class HeldFrames:
-    """The frames of one closed segment: iterate to get them back, in arrival order."""
+    """The frames of one closed segment: iterate to get them back, in arrival order.
+    Once `spill()`ed, its buffers are read back from their file for each iteration."""
 
-    __slots__ = ("_ends", "_table", "chunks")
+    __slots__ = ("_ends", "_spilled", "_table", "chunks")
 
     def __init__(self, table: array, ends: tuple[int, ...], chunks: tuple[Buffer, ...]) -> None:
         if len(ends) != len(chunks) or not ends or ends[-1] * FIELDS != len(table):
             raise ValueError("the frames and the buffers holding them do not agree")
         self._table = table
         self._ends = ends  # frames in buffers 0..i
-        self.chunks = chunks
+        self.chunks: tuple[Buffer, ...] | None = chunks  # None once spilled
+        self._spilled: SpilledMedia | None = None
 
     def __len__(self) -> int:
         return len(self._table) // FIELDS
 
     @property
     def size(self) -> int:
-        """Bytes of the buffers held (payloads, and the fMP4 boxes around them)."""
-        return sum(len(chunk) for chunk in self.chunks)
+        """Bytes of the buffers held in memory (payloads, and the fMP4 boxes around them)."""
+        return sum(len(chunk) for chunk in self.chunks) if self.chunks is not None else 0
+
+    def spill(self, media: SpilledMedia) -> None:
+        """The buffers are in `media`'s file now: let go of them here."""
+        self._spilled = media
+        self.chunks = None
 
     def __iter__(self) -> Iterator[tuple[bool, bool, int, int, int, memoryview]]:
         """(audio, keyframe, dts, pts, duration, payload) of each frame, the payload a view
         into its buffer (valid while this object lives)."""
         table = self._table
+        chunks = self.chunks
+        if chunks is None:
+            assert self._spilled is not None
+            chunks = self._spilled.load()
         first = 0
-        for chunk, end in zip(self.chunks, self._ends, strict=True):
+        for chunk, end in zip(chunks, self._ends, strict=True):
             flags = table[first * FIELDS:end * FIELDS:FIELDS]
             sizes = table[first * FIELDS + 4:end * FIELDS:FIELDS]
             video_bytes = sum(size for flag, size in zip(flags, sizes, strict=True)

@@ -82,6 +82,7 @@ from .media import MediaPacket, TrackConfig, TrackKind
 from .muxer import MuxerError, TrackSet, log_refusal
 from .playlist import MediaPlaylist, OpenSegment, SegmentEntry, rounded_duration
 from .resume import PlaylistResume
+from .spill import SpillDirectory
 from .store import Data, Resource, SegmentStore
 from .tsjit import TsForm, TsPackager
 
@@ -222,6 +223,7 @@ class Segmenter:
         resume: PlaylistResume | None = None,
         part_duration: float | None = None,
         on_ts_due: Callable[[Segmenter], None] | None = None,
+        spill: SpillDirectory | None = None,
     ) -> None:
         """`clock` stamps PROGRAM-DATE-TIME and times how long expired segments stay.
         `max_bytes` caps everything held (None: no cap); `max_segment_bytes`
@@ -235,7 +237,8 @@ class Segmenter:
         a segment of a watched channel is not muxed as TS inside its close (so inside
         push()) but left due, and this is called when none was due before; its owner
         calls make_due_ts() on later turns of its loop while it answers that more are
-        due (a mux is ~2 ms that requests need not wait behind)."""
+        due (a mux is ~2 ms that requests need not wait behind). `spill`: where
+        expired segments wait out their retention, out of memory (hls.spill)."""
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
         if max_segment_duration is None:
@@ -294,7 +297,7 @@ class Segmenter:
         self._last_dts: dict[str, int] = {}
         self._frame_ms: dict[str, float] = {}
 
-        self._store = SegmentStore()  # finished segments (listed and expired-but-kept)
+        self._store = SegmentStore(spill)  # finished segments (listed and expired-but-kept)
         self._ts = TsPackager(label)
         # What the open segment may hold before the cap is reached (checked every frame):
         # the cap less what the store holds, refreshed whenever that may have grown.

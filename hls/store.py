@@ -9,39 +9,54 @@ An entry's size is what it holds: its media once, plus TS bytes while kept
 then expired: still fetchable until a deadline (RFC 8216 6.2.2: its duration
 plus the longest playlist it appeared in; parts stay as long, which covers
 RFC 8216bis 6.2.2's three target durations after their EXT-X-PART tags go).
+Given a SpillDirectory, an expired segment's media goes to a file at expiry and is
+read back for a late request (hls.spill); its entry then weighs nothing in memory.
 Init sections are shared by the segments that need them and held while any does.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
 from .chunks import Chunks
+from .spill import SpillDirectory, SpilledMedia
 from .tsjit import TsForm
 
 Data = bytes | bytearray | memoryview | Chunks
 Resource = Data | TsForm
 
+log = logging.getLogger("hls.store")
+
+
+@dataclass(frozen=True, slots=True)
+class _InFile:
+    """A spilled entry's resource: buffer `index` of its file, or (None) all of them."""
+
+    index: int | None
+
 
 @dataclass(slots=True)
 class _Held:
     key: str
-    resources: dict[str, Resource]
+    resources: dict[str, Resource | _InFile]
     size: int  # bytes this entry owns (resources that share buffers count once)
     init: str | None
     longest_playlist: float = 0.0  # seconds: the longest playlist it appeared in
     deadline: float = math.inf  # clock time it stops being served, once expired
     names: list[str] = field(default_factory=list)
+    spilled: SpilledMedia | None = None  # its media, once written out at expiry
 
 
 class SegmentStore:
     """Listed and expired segments by key (the TS name), every resource by its name."""
 
-    __slots__ = ("_by_name", "_expired", "_inits", "_listed", "bytes_expired", "bytes_inits",
-                 "bytes_listed")
+    __slots__ = ("_by_name", "_expired", "_inits", "_listed", "_spill", "bytes_expired",
+                 "bytes_inits", "bytes_listed")
 
-    def __init__(self) -> None:
+    def __init__(self, spill: SpillDirectory | None = None) -> None:
+        self._spill = spill
         self._listed: dict[str, _Held] = {}
         self._expired: dict[str, _Held] = {}  # insertion order: oldest first
         self._by_name: dict[str, _Held] = {}
@@ -73,7 +88,10 @@ class SegmentStore:
             if now > held.deadline:
                 self._forget(held)
                 return None
-            return held.resources[name]
+            resource = held.resources[name]
+            if type(resource) is _InFile:
+                return _read_back(held, resource)
+            return resource
         init = self._inits.get(name)
         return init[0] if init is not None else None  # type: ignore[return-value]
 
@@ -111,6 +129,29 @@ class SegmentStore:
         held.deadline = now + duration + held.longest_playlist
         self._expired[key] = held
         self.bytes_expired += held.size
+        if self._spill is not None:
+            self._write_out(held, self._spill)
+
+    def _write_out(self, held: _Held, spill: SpillDirectory) -> None:
+        """Move an expired entry's media to a file (kept in memory if that fails)."""
+        form = held.resources.get(held.key)
+        if type(form) is not TsForm or form.data is not None or form.frames.chunks is None:
+            return
+        chunks = form.frames.chunks
+        at = {id(chunk): index for index, chunk in enumerate(chunks)}
+        in_file = {name: _InFile(None if type(resource) is Chunks else at[id(resource)])
+                   for name, resource in held.resources.items()
+                   if resource is not form and (type(resource) is Chunks or id(resource) in at)}
+        if len(in_file) != len(held.resources) - 1:
+            return  # a resource not made of these buffers: nothing to gain
+        media = spill.write(chunks)
+        if media is None:
+            return
+        held.resources.update(in_file)
+        form.frames.spill(media)
+        held.spilled = media
+        self.bytes_expired -= held.size
+        held.size = 0
 
     def unlist(self, key: str) -> int:
         """Drop a listed segment at once (memory pressure); the bytes it freed."""
@@ -122,10 +163,12 @@ class SegmentStore:
             self._forget(held)
 
     def forget_oldest_expired(self) -> int | None:
-        """Drop the oldest expired segment (memory pressure); its bytes, None if none."""
-        if not self._expired:
-            return None
-        return self._forget(next(iter(self._expired.values())))
+        """Drop the oldest expired segment still holding memory (memory pressure); its
+        bytes, None if none."""
+        for held in self._expired.values():
+            if held.size:
+                return self._forget(held)
+        return None
 
     def _forget(self, held: _Held) -> int:
         if held.deadline == math.inf:
@@ -137,6 +180,8 @@ class SegmentStore:
         for name in held.names:
             if self._by_name.get(name) is held:
                 del self._by_name[name]
+        if held.spilled is not None:
+            held.spilled.remove()
         if held.init is not None:
             entry = self._inits[held.init]
             entry[1] -= 1  # type: ignore[operator]
@@ -144,3 +189,15 @@ class SegmentStore:
                 del self._inits[held.init]
                 self.bytes_inits -= len(entry[0])  # type: ignore[arg-type]
         return held.size
+
+
+def _read_back(held: _Held, resource: _InFile) -> Data | None:
+    """A spilled entry's resource from its file (None if the file cannot be read: the
+    request is answered as for a segment no longer held)."""
+    assert held.spilled is not None
+    try:
+        buffers = held.spilled.load()
+    except OSError as exc:
+        log.warning("an expired segment's file could not be read back: %s", exc)
+        return None
+    return Chunks(buffers) if resource.index is None else buffers[resource.index]

@@ -26,6 +26,7 @@ from control_api.store import ChannelStore, StoreError, open_store
 from control_api.urls import PublicUrls
 from control_api.webhooks import WebhookSender
 from hls.http import HLS_HOT, HLS_SIGNALS, add_hls_routes
+from hls.spill import SpillDirectory
 from rtmp.server import RtmpServer
 
 from .cluster import Cluster, ClusterSettings
@@ -53,6 +54,8 @@ ONLINE_TTL_SECONDS = 30.0
 ONLINE_REFRESH_SECONDS = 10.0
 # /readyz answers 503 rather than hang when the store neither answers nor fails.
 READY_CHECK_TIMEOUT = 2.0
+# Under --data-dir: expired segments' files (--expired-segments disk), per process.
+SPILL_DIRECTORY = "expired"
 
 
 class MediaServer:
@@ -123,6 +126,9 @@ class MediaServer:
         config = self.config
         self.hub.settings.check()
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        if config.expired_segments == "disk":
+            self.hub.spill = SpillDirectory(config.data_dir / SPILL_DIRECTORY)
+            stack.callback(self.hub.spill.close)  # last: after every playlist has ended
         self.store = open_store(config.store, config.data_dir)
         stack.push_async_callback(self._close_store, self.store)
         if isinstance(self.store, RedisStore):

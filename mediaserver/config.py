@@ -129,6 +129,11 @@ OPTIONS: tuple[Option, ...] = (
            "(0: read on every wake-up)", "SECONDS"),
     Option("max_stream_memory", _positive_int, 64 * 1024 * 1024,
            "cap on HLS bytes held in memory per stream", "BYTES"),
+    # RFC 8216 6.2.2 keeps a segment fetchable after it leaves the playlist: ~14 s of
+    # media a channel at the defaults, asked for only by late players (hls.spill).
+    Option("expired_segments", _choice("disk", "memory"), "disk",
+           "where segments that left the playlist wait out their RFC 8216 retention: disk "
+           "(files under --data-dir/expired, out of memory) or memory", "disk|memory"),
     # Each open HTTP connection holds a descriptor; with the RTMP cap and a reserve
     # it is fitted under the open-file limit at start (the values chosen are logged).
     Option("max_http_connections", _positive_int, 4096,
@@ -193,6 +198,7 @@ class Config:
     handshake_timeout: float
     read_interval: float
     max_stream_memory: int
+    expired_segments: str
     max_http_connections: int
     http_header_timeout: float
     http_keepalive_timeout: float

@@ -20,6 +20,7 @@ from control_api.live import StreamStats
 from hls.media import MediaPacket
 from hls.resume import PlaylistResume
 from hls.segmenter import Segmenter, SegmentInfo
+from hls.spill import SpillDirectory
 
 from .mux_ahead import MuxAhead
 from .publisher import PublishEnded, Publisher, ReaderItem, TracksChanged
@@ -209,6 +210,8 @@ class StreamHub:
         self._sweeper: asyncio.Task[None] | None = None
         self._drains = DrainScheduler()
         self._mux_ahead = MuxAhead()
+        # Where channels write their expired segments (None: they stay in memory).
+        self.spill: SpillDirectory | None = None
 
     # ---- publishing -----------------------------------------------------------------
 
@@ -276,6 +279,7 @@ class StreamHub:
             resume=resume,
             part_duration=settings.part_duration,
             on_ts_due=self._mux_ahead.request,
+            spill=self.spill,
         )
 
         live = LiveChannel(name, segmenter)

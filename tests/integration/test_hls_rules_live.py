@@ -1,14 +1,17 @@
 """RFC 8216 rules with a real encoder: ffmpeg publishes an irregular-GOP clip over RTMP and
 the playlists are read back as a player reads them (TARGETDURATION fixed, segments kept
-after they leave the playlist, conditional and gzipped playlist requests)."""
+after they leave the playlist, in files, conditional and gzipped playlist requests)."""
 
 from __future__ import annotations
 
 import gzip
+import io
+import os
 import subprocess
 from pathlib import Path
 
 import aiohttp
+import av
 import pytest
 
 from hls.playlist import rounded_duration
@@ -68,9 +71,16 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
             first_uri = parse_playlist(texts[0]).segments[0].uri
             # seg0 left the playlist seconds ago; a slow player may still ask for it
             # (RFC 8216 6.2.2: its duration plus the longest playlist it was in, ~11 s).
+            # It waits in a file under the data directory (--expired-segments disk), and
+            # comes back as the MPEG-TS it was.
+            spill = server.hub.spill
+            assert spill is not None and spill.written >= 1 and any(spill.path.iterdir())
             async with session.get(http_url(server, f"/live/cam1/{first_uri}")) as response:
                 assert response.status == 200, "a segment vanished right after leaving"
-                assert len(await response.read()) > 0
+                body = await response.read()
+            with av.open(io.BytesIO(body), format="mpegts") as container:
+                kinds = {packet.stream.type for packet in container.demux() if packet.size}
+            assert kinds == {"video", "audio"}
 
             # Conditional and gzipped playlist requests against the real server.
             async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
@@ -82,6 +92,9 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
                 assert response.status in (200, 304)  # 200 only if a segment closed meanwhile
                 if response.status == 304:
                     assert await response.read() == b""
+
+
+    assert not (tmp_path / "expired" / str(os.getpid())).exists()  # removed at shutdown
 
 
 def check_target_duration(texts: list[str]) -> None:
