@@ -382,17 +382,22 @@
         }
       });
       let aligned = false;
-      hls.on(window.Hls.Events.FRAG_BUFFERED, () => {
+      const startWhereBothTracksAre = () => {
         // A segment's video starts a B-frame delay (~67 ms at 30 fps) after its audio. When
         // the playlist is still shorter than hls.js's live offset it starts at 0, inside that
         // gap, and stalls until its gap skipper steps over it; start where both tracks are.
+        // Checked on each append, not only once the fragment is buffered: the skipper's
+        // timer can run between the second track's append (the first moment both tracks
+        // are buffered) and FRAG_BUFFERED.
         if (aligned || !videoEl.buffered.length) return;
         aligned = true;
         const start = videoEl.buffered.start(0);
         if (videoEl.currentTime < start && start - videoEl.currentTime < 1) {
           videoEl.currentTime = start;
         }
-      });
+      };
+      hls.on(window.Hls.Events.BUFFER_APPENDED, startWhereBothTracksAre);
+      hls.on(window.Hls.Events.FRAG_BUFFERED, startWhereBothTracksAre);
       hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
         videoEl.play().catch((err) => {
           // Giving up unloads the video, which rejects play(): that is not the news.
