@@ -251,6 +251,13 @@ class ServerCollector(Collector):
         yield CounterMetricFamily(f"{NAMESPACE}_publish_takeovers",
                                   "Publishes that replaced a live publisher on its channel.",
                                   value=hub.publishes_taken_over)
+        if hub.spill is not None:
+            yield CounterMetricFamily(f"{NAMESPACE}_hls_expired_segments_written",
+                                      "Segments written to a file when they left the playlist "
+                                      "(--expired-segments disk).", value=hub.spill.written)
+            yield CounterMetricFamily(f"{NAMESPACE}_hls_expired_segment_write_failures",
+                                      "Expired segments that could not be written and stayed "
+                                      "in memory.", value=hub.spill.failed)
         ingest = CounterMetricFamily(f"{NAMESPACE}_stream_ingest_bytes",
                                      "Media payload bytes received for the current publish.",
                                      labels=["channel", "track"])

@@ -15,7 +15,15 @@ import av
 import pytest
 
 from hls.playlist import rounded_duration
-from tests.live import FFMPEG, http_url, publishing, rtmp_url, running_server, wait_for
+from tests.live import (
+    FFMPEG,
+    http_url,
+    metric_samples,
+    publishing,
+    rtmp_url,
+    running_server,
+    wait_for,
+)
 from tests.m3u8 import Playlist, parse_playlist
 
 pytestmark = pytest.mark.integration
@@ -40,8 +48,11 @@ def irregular_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_clip: Path) -> None:
-    async with running_server(tmp_path, playlist_size=3) as server, \
+@pytest.mark.parametrize("expired_segments", ["memory", "disk"])
+async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_clip: Path,
+                                                     expired_segments: str) -> None:
+    async with running_server(tmp_path, playlist_size=3,
+                              expired_segments=expired_segments) as server, \
             aiohttp.ClientSession(auto_decompress=False) as session:
         key = await server.store.create_channel("cam1")  # type: ignore[union-attr]
         url = http_url(server, "/live/cam1/index.m3u8")
@@ -71,16 +82,27 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
             first_uri = parse_playlist(texts[0]).segments[0].uri
             # seg0 left the playlist seconds ago; a slow player may still ask for it
             # (RFC 8216 6.2.2: its duration plus the longest playlist it was in, ~11 s).
-            # It waits in a file under the data directory (--expired-segments disk), and
-            # comes back as the MPEG-TS it was.
+            # With --expired-segments disk it waits in a file under the data directory;
+            # either way it comes back as the MPEG-TS it was.
             spill = server.hub.spill
-            assert spill is not None and spill.written >= 1 and any(spill.path.iterdir())
+            if expired_segments == "disk":
+                assert spill is not None and spill.written >= 1 and any(spill.path.iterdir())
+            else:
+                assert spill is None and not (tmp_path / "expired").exists()
             async with session.get(http_url(server, f"/live/cam1/{first_uri}")) as response:
                 assert response.status == 200, "a segment vanished right after leaving"
                 body = await response.read()
             with av.open(io.BytesIO(body), format="mpegts") as container:
                 kinds = {packet.stream.type for packet in container.demux() if packet.size}
             assert kinds == {"video", "audio"}
+            async with session.get(http_url(server, "/metrics")) as response:
+                samples = metric_samples(await response.text())
+            written = samples.get(("mediaserver_hls_expired_segments_written_total", ()))
+            failed = samples.get(("mediaserver_hls_expired_segment_write_failures_total", ()))
+            if spill is not None:
+                assert (written, failed) == (spill.written, 0)
+            else:
+                assert (written, failed) == (None, None)
 
             # Conditional and gzipped playlist requests against the real server.
             async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
