@@ -14,7 +14,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import cmafmux, httpparse, httpreq, llviewers, memory, pipeline, procstats, tsjit
+from . import (
+    cmafmux,
+    httpparse,
+    httpreq,
+    llviewers,
+    memory,
+    pipeline,
+    procstats,
+    spillwrite,
+    tsjit,
+)
 from . import edge as edge_mod
 from . import soak as soak_mod
 from . import workers as workers_mod
@@ -37,6 +47,8 @@ DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "memory": (memory.main, "memory per stream on the wall clock, in-process: what the "
                             "segmenters hold, RSS, where the heap is"),
     "tsjit": (tsjit.main, "what a TS segment muxed just in time costs its first request"),
+    "spillwrite": (spillwrite.main, "what writing an expired segment to its file costs "
+                                    "(--expired-segments disk), in-process"),
     "httpreq": (httpreq.main, "CPU per playlist and per segment request (wrk, keep-alive): "
                               "ours with and without the hot path, nginx-rtmp"),
     "httpparse": (httpparse.main, "the hot path's request-head parser: httptools against a "
