@@ -8,6 +8,9 @@ written as they are (one writev, no join) to a file of their own and let go; a l
 request reads the file back whole; the file goes at the deadline. The files live a
 few seconds, so on a disk-backed directory the kernel usually frees their pages
 before writing them back at all; nginx-rtmp keeps every segment in files likewise.
+It is not free: the kernel's page-cache work costs 0.3-0.6 ms of CPU per stream·s
+at 3.2 Mbit/s (benchmarks/README.md, "Expired segments in files"), so the server
+does it only when asked (`--expired-segments disk`).
 
 A write that fails (disk full, directory gone) keeps the segment in memory: the
 caller gets None, and the failure is logged once per directory and counted.
@@ -65,7 +68,8 @@ class SpilledMedia:
                 os.unlink(path)
 
     def __del__(self) -> None:
-        self.remove()
+        with contextlib.suppress(Exception):  # at interpreter exit too
+            self.remove()
 
 
 class SpillDirectory:

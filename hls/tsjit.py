@@ -166,9 +166,13 @@ class TsPackager:
             log.error("%scannot mux segment %s: %s", _prefix(self._label), form.key, exc)
             return None
         write = muxer.write
-        for audio, keyframe, dts, pts, duration, payload in form.frames:
-            write(TrackKind.AUDIO if audio else TrackKind.VIDEO, dts, pts, keyframe, payload,
-                  duration, checked=True)
+        try:
+            for audio, keyframe, dts, pts, duration, payload in form.frames:
+                write(TrackKind.AUDIO if audio else TrackKind.VIDEO, dts, pts, keyframe,
+                      payload, duration, checked=True)
+        except OSError as exc:  # its frames were written to a file that cannot be read
+            log.error("%scannot mux segment %s: %s", _prefix(self._label), form.key, exc)
+            return None
         data = muxer.close()
         if muxer.packets == 0 or not data:
             log.error("%ssegment %s came out empty", _prefix(self._label), form.key)

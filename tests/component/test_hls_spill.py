@@ -146,3 +146,26 @@ def test_memory_pressure_drops_only_segments_that_hold_memory(hls_av: Media,
     assert segmenter.bytes_held <= segmenter.max_bytes
     assert segmenter.playlist.media_sequence == expired + 1  # a listed one went early...
     assert files_in(spill) == files  # ...and no written-out one
+
+
+def test_a_file_that_cannot_be_read_back_is_a_missing_segment(
+        hls_av: Media, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone emptied the directory: late requests get nothing (a 404), counted and
+    logged, and the channel goes on."""
+    spill = SpillDirectory(tmp_path / "expired")
+    clock = Clock()
+    segmenter = Segmenter(window=2, clock=clock, name_token="", part_duration=PART_TARGET,
+                          spill=spill)
+    publish_three_times(segmenter, clock, hls_av)
+    kept = [i for i in range(segmenter.playlist.media_sequence)
+            if segmenter.segment(f"seg{i}.m4s") is not None]  # read back from their files
+    assert kept
+    for name in files_in(spill):
+        os.unlink(spill.path / name)
+    first = kept[0]
+    assert segmenter.segment(f"seg{first}.ts") is None
+    assert segmenter.ts_packager.failed == 1
+    assert segmenter.segment(f"seg{first}.m4s") is None
+    assert "cannot mux segment" in caplog.text and "could not be read back" in caplog.text
+    listed = segmenter.playlist.segments[-1]
+    assert segmenter.segment(listed.uri) is not None  # the listed ones are untouched
