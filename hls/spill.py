@@ -47,19 +47,29 @@ class SpilledMedia:
 
     def load(self) -> tuple[memoryview, ...]:
         """The buffers, as views into one bytes object read from the file."""
-        if self.path is None:
-            raise FileNotFoundError("the segment's file was removed")
-        with open(self.path, "rb", buffering=0) as file:
-            data = file.read()
-        if len(data) != sum(self.lengths):
-            raise OSError(f"{self.path}: {len(data)} bytes, expected {sum(self.lengths)}")
-        view = memoryview(data)
+        view = memoryview(self._read(0, sum(self.lengths)))
         buffers = []
         start = 0
         for length in self.lengths:
             buffers.append(view[start:start + length])
             start += length
         return tuple(buffers)
+
+    def load_one(self, index: int) -> bytes:
+        """Buffer `index` alone (an LL-HLS part: a seventh of the file)."""
+        return self._read(sum(self.lengths[:index]), self.lengths[index])
+
+    def _read(self, offset: int, size: int) -> bytes:
+        if self.path is None:
+            raise FileNotFoundError("the segment's file was removed")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            raise OSError(f"{self.path}: {len(data)} bytes at {offset}, expected {size}")
+        return data
 
     def remove(self) -> None:
         path, self.path = self.path, None

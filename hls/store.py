@@ -196,8 +196,9 @@ def _read_back(held: _Held, resource: _InFile) -> Data | None:
     request is answered as for a segment no longer held)."""
     assert held.spilled is not None
     try:
-        buffers = held.spilled.load()
+        if resource.index is None:
+            return Chunks(held.spilled.load())
+        return held.spilled.load_one(resource.index)
     except OSError as exc:
         log.warning("an expired segment's file could not be read back: %s", exc)
         return None
-    return Chunks(buffers) if resource.index is None else buffers[resource.index]

@@ -27,6 +27,7 @@ def test_buffers_come_back_as_written(tmp_path_factory: pytest.TempPathFactory,
     media = directory.write(shapes)
     assert media is not None
     assert [bytes(view) for view in media.load()] == buffers
+    assert [media.load_one(index) for index in range(len(buffers))] == buffers
     directory.close()
 
 
