@@ -96,7 +96,13 @@ def render_jpeg(config: TrackConfig, keyframe: bytes | memoryview) -> Picture:
         encoder.color_range = _JPEG_COLOR_RANGE
         encoder.time_base = Fraction(1, 1)
         encoder.qmin = encoder.qmax = JPEG_QUANTISER
-        full_range = frame.reformat(format="yuv420p", dst_color_range=_JPEG_COLOR_RANGE)
+        # No helper threads in FFmpeg (one frame gains nothing from them): a process that
+        # forks while this thread holds a scaler or encoder with threads (a test spawning
+        # ffmpeg under uvloop, whose fork handler runs Python in the child) could free it
+        # in the child, joining threads the child does not have, and hang there.
+        encoder.thread_count = 1
+        full_range = frame.reformat(format="yuv420p", dst_color_range=_JPEG_COLOR_RANGE,
+                                    threads=1)
         packets = [*encoder.encode(full_range), *encoder.encode(None)]
     except av.FFmpegError as exc:
         raise ThumbnailError(str(exc)) from exc
