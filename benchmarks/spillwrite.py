@@ -1,13 +1,14 @@
 """What writing an expired segment to its file costs (`--expired-segments disk`).
 
 Through `hls.spill.SpillDirectory`, as the server does: a segment's seven ~115 kB
-buffers (3.2 Mbit/s, 2 s, LL-HLS parts) written with one writev, and each file
-removed once `--live` newer ones exist (a channel's expired segments waiting for their
-deadline). The CPU of this process (user and system) is reported per segment:
+buffers (3.2 Mbit/s, 2 s, LL-HLS parts) written with one pwritev, each from a different
+set of buffers (as a server writes segments whose bytes were received seconds before).
+The CPU of this process (user and system) is reported per segment, in two phases:
 
-- hot: the same buffers every time (they stay in the CPU's caches);
-- cold: a different set of buffers for each live file, as a server writes segments
-  whose bytes were received seconds before.
+- filling: `--live` segments written while none has reached its deadline, so each
+  takes a new file (a server's first ~26 s, or a new channel's);
+- steady: `--segments` more, each written once the oldest one's deadline has passed,
+  so each overwrites a file that is free again (a running server).
 
     python -m benchmarks spillwrite [--dir DIR] [--segments 3000] [--live 1500]
 
@@ -29,23 +30,34 @@ PART_BYTES = 115_000  # a 0.333 s part at 3.2 Mbit/s, with its boxes
 PARTS = 7  # parts in a 2 s segment
 
 
-def _run(directory: SpillDirectory, segments: int, live: int,
-         sources: list[list[bytes]]) -> tuple[float, float]:
-    """(user, system) CPU milliseconds per segment written and, later, removed."""
-    waiting: collections.deque[SpilledMedia] = collections.deque()
-    before = os.times()
-    for index in range(segments):
-        media = directory.write(sources[index % len(sources)])
-        if media is None:
-            raise OSError(f"could not write into {directory.path}")
-        waiting.append(media)
-        if len(waiting) > live:
-            waiting.popleft().remove()
+def _write(directory: SpillDirectory, buffers: list[bytes]) -> SpilledMedia:
+    media = directory.write(buffers)
+    if media is None:
+        raise OSError(f"could not write into {directory.path}")
+    return media
+
+
+def _per_segment(before: os.times_result, segments: int) -> tuple[float, float]:
+    """(user, system) CPU milliseconds per segment since `before`."""
     after = os.times()
-    for media in waiting:
-        media.remove()
     return ((after.user - before.user) * 1000 / segments,
             (after.system - before.system) * 1000 / segments)
+
+
+def _run(directory: SpillDirectory, segments: int,
+         sources: list[list[bytes]]) -> dict[str, tuple[float, float]]:
+    live = len(sources) - 1
+    before = os.times()
+    waiting = collections.deque(_write(directory, sources[index]) for index in range(live))
+    filling = _per_segment(before, live)
+    before = os.times()
+    for index in range(live, live + segments):
+        waiting.popleft().remove()  # its deadline passed
+        waiting.append(_write(directory, sources[index % len(sources)]))
+    steady = _per_segment(before, segments)
+    for media in waiting:
+        media.remove()
+    return {"filling": filling, "steady": steady}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,12 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-spill-", dir=args.dir) as root:
         directory = SpillDirectory(Path(root))
-        hot = [[os.urandom(PART_BYTES) for _ in range(PARTS)]]
-        cold = [[os.urandom(PART_BYTES) for _ in range(PARTS)] for _ in range(args.live + 1)]
-        for name, sources in (("hot", hot), ("cold", cold)):
-            user, system = _run(directory, args.segments, args.live, sources)
-            print(f"{name:4}: {user:.3f} ms user + {system:.3f} ms system per "
-                  f"{PARTS * PART_BYTES / 1e6:.1f} MB segment written and removed "
-                  f"({args.segments} segments, {args.live} files kept at once)")
+        sources = [[os.urandom(PART_BYTES) for _ in range(PARTS)] for _ in range(args.live + 1)]
+        for phase, (user, system) in _run(directory, args.segments, sources).items():
+            count = args.live if phase == "filling" else args.segments
+            print(f"{phase:7}: {user:.3f} ms user + {system:.3f} ms system per "
+                  f"{PARTS * PART_BYTES / 1e6:.1f} MB segment ({count} segments, "
+                  f"{args.live} files kept at once)")
         directory.close()
     return 0

@@ -100,15 +100,17 @@ def test_expired_segments_come_back_from_their_files_byte_for_byte(
             continue
         served += name.endswith(".ts")
         assert bytes(in_files.segment(name) or b"") == bytes(kept), name
-    # One file per expired segment still kept; the others' went at their deadlines.
-    assert len(files_in(spill)) == served > 0 and spill.written > served
+    # One file per expired segment still kept; the others' are spares since their
+    # deadlines, reused for the segments that expired after them.
+    assert spill.in_use == served > 0 and spill.written > served
+    assert len(files_in(spill)) == spill.in_use + spill.spare < spill.written
     assert spill.failed == 0
 
-    # Past their deadlines the files go with them.
+    # Past their deadlines their files are all spares.
     for clock in clocks:
         clock.now += 3600
     assert all(in_files.segment(name) is None for name in expired)
-    assert files_in(spill) == []
+    assert spill.in_use == 0 and len(files_in(spill)) == spill.spare > 0
     spill.close()
     assert not spill.path.exists()
 
@@ -139,13 +141,13 @@ def test_memory_pressure_drops_only_segments_that_hold_memory(hls_av: Media,
                           spill=spill)
     publish_three_times(segmenter, clock, hls_av)
     expired = segmenter.playlist.media_sequence
-    files = files_in(spill)
-    assert files
+    files, in_use = files_in(spill), spill.in_use
+    assert files and in_use
     segmenter.max_bytes = segmenter.bytes_held - 1  # just over: one listed segment must go
     segmenter._enforce_memory_cap()
     assert segmenter.bytes_held <= segmenter.max_bytes
     assert segmenter.playlist.media_sequence == expired + 1  # a listed one went early...
-    assert files_in(spill) == files  # ...and no written-out one
+    assert (files_in(spill), spill.in_use) == (files, in_use)  # ...and no written-out one
 
 
 def test_a_file_that_cannot_be_read_back_is_a_missing_segment(

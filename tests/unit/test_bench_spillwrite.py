@@ -11,12 +11,12 @@ import pytest
 from benchmarks import spillwrite
 
 
-def test_it_reports_both_cases_and_cleans_up(tmp_path: Path,
+def test_it_reports_both_phases_and_cleans_up(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert spillwrite.main(["--dir", str(tmp_path), "--segments", "12", "--live", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0].strip() for line in lines] == ["hot", "cold"]
-    for line in lines:
+    assert [line.split(":")[0].strip() for line in lines] == ["filling", "steady"]
+    for line, count in zip(lines, (4, 12), strict=True):
         user, system = map(float, re.findall(r"([\d.]+) ms", line))
-        assert user >= 0 and system >= 0 and "12 segments, 4 files kept" in line
+        assert user >= 0 and system >= 0 and f"({count} segments, 4 files kept" in line
     assert list(tmp_path.iterdir()) == []
