@@ -13,10 +13,11 @@ with `--trace`, where the Python heap's bytes are, by file and line (tracemalloc
 `--ts-fetch all`, every TS segment is asked for once, as one viewer per stream would.
 
     python -m benchmarks memory --streams 20 [--ll-hls off] [--ts-fetch all] [--trace]
-                                             [--expired-segments disk]
+                                             [--expired-segments memory]
 
-With `--expired-segments disk`, expired segments go to files in a temporary directory
-as the server's option of that name has them (their page cache is not in RSS).
+Expired segments go to files in a temporary directory, as the server's option of that
+name has them by default (their page cache is not in RSS); `--expired-segments memory`
+keeps them in memory.
 
 What it leaves out: sockets and their kernel buffers, the HTTP server, request handlers.
 `python -m benchmarks run` measures the whole server (its "RSS / stream" column).
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ll-hls", choices=("on", "off"), default="on")
     parser.add_argument("--ts-fetch", choices=("none", "all"), default="none")
     parser.add_argument("--trace", action="store_true", help="where the Python heap is")
-    parser.add_argument("--expired-segments", choices=("memory", "disk"), default="memory")
+    parser.add_argument("--expired-segments", choices=("memory", "disk"), default="disk")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--clip", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -130,13 +130,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_stream_memory", _positive_int, 64 * 1024 * 1024,
            "cap on HLS bytes held in memory per stream", "BYTES"),
     # RFC 8216 6.2.2 keeps a segment fetchable after it leaves the playlist: ~14 s of
-    # media a channel at the defaults, asked for only by late players (hls.spill). In
-    # files they cost the kernel's page-cache work instead (measured: about half the
-    # memory per stream for +20-45 % CPU), so memory stays the default.
-    Option("expired_segments", _choice("memory", "disk"), "memory",
-           "where segments that left the playlist wait out their RFC 8216 retention: memory, "
-           "or disk (files under --data-dir/expired: about half the memory per stream, more "
-           "CPU)", "memory|disk"),
+    # media a channel at the defaults, half of what it holds, asked for only by late
+    # players. In files reused in place (hls.spill) that half costs the kernel ~0.1 ms a
+    # segment and no measurable CPU per stream, against 5 MB of the process's memory per
+    # 3.2 Mbit/s stream (benchmarks/README.md, "Expired segment files reused"), so disk
+    # is the default; memory is for a box with no disk to write on (and where writes
+    # fail, segments stay in memory anyway).
+    Option("expired_segments", _choice("memory", "disk"), "disk",
+           "where segments that left the playlist wait out their RFC 8216 retention: disk "
+           "(files under --data-dir/expired, about half the memory per stream) or memory",
+           "disk|memory"),
     # Each open HTTP connection holds a descriptor; with the RTMP cap and a reserve
     # it is fitted under the open-file limit at start (the values chosen are logged).
     Option("max_http_connections", _positive_int, 4096,
