@@ -258,6 +258,13 @@ class ServerCollector(Collector):
             yield CounterMetricFamily(f"{NAMESPACE}_hls_expired_segment_write_failures",
                                       "Expired segments that could not be written and stayed "
                                       "in memory.", value=hub.spill.failed)
+            files = GaugeMetricFamily(f"{NAMESPACE}_hls_expired_segment_files",
+                                      "Files under --data-dir/expired: holding an expired "
+                                      "segment, or spare (its deadline passed; reused next).",
+                                      labels=["state"])
+            files.add_metric(["in_use"], hub.spill.in_use)
+            files.add_metric(["spare"], hub.spill.spare)
+            yield files
         ingest = CounterMetricFamily(f"{NAMESPACE}_stream_ingest_bytes",
                                      "Media payload bytes received for the current publish.",
                                      labels=["channel", "track"])

@@ -99,10 +99,14 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
                 samples = metric_samples(await response.text())
             written = samples.get(("mediaserver_hls_expired_segments_written_total", ()))
             failed = samples.get(("mediaserver_hls_expired_segment_write_failures_total", ()))
+            in_use, spare = (samples.get(("mediaserver_hls_expired_segment_files",
+                                          (("state", state),))) for state in ("in_use", "spare"))
             if spill is not None:
                 assert (written, failed) == (spill.written, 0)
+                assert (in_use, spare) == (spill.in_use, spill.spare) and spill.in_use >= 1
+                assert len(list(spill.path.iterdir())) == spill.in_use + spill.spare
             else:
-                assert (written, failed) == (None, None)
+                assert (written, failed, in_use, spare) == (None, None, None, None)
 
             # Conditional and gzipped playlist requests against the real server.
             async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
