@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from .spill import SpilledMedia
+if TYPE_CHECKING:  # a type only: hls.spill is the store's to import
+    from .spill import SpilledMedia
 
 Buffer = bytes | bytearray | memoryview
 
