@@ -39,10 +39,10 @@ Buffer = bytes | bytearray | memoryview
 
 
 class SpilledMedia:
-    """A segment's buffers in one file: `load()` gives them back, `remove()` frees the
-    file for the next segment (also done when this object goes, so a dropped channel
-    leaves nothing behind). After `remove()` this object reads nothing, whoever has the
-    file next."""
+    """A segment's buffers in one file: `load()` gives them back, `remove()` gives the
+    file back to its directory for the next segment (also done when this object goes,
+    so a dropped channel holds no file). After `remove()` this object reads nothing,
+    whoever has the file next."""
 
     __slots__ = ("_directory", "_extent", "lengths", "path")
 
