@@ -11,9 +11,10 @@ Files are reused, not created and unlinked, because that is where the kernel's c
 was: a new file's pages are allocated, charged and reserved by the file system, then
 invalidated and freed at the unlink, 0.3-0.5 ms of system time per 0.8 MB segment;
 overwriting a file in place only copies into pages it already has, ~0.1 ms
-(`python -m benchmarks spillwrite`). The price is that the kernel writes the pages
-back to the disk (every ~30 s, `dirty_expire`), as nginx-rtmp's segment files are:
-the pages stay reclaimable page cache, not the process's memory.
+(`python -m benchmarks spillwrite`). New files are still made while no deadline has
+passed (a server's first ~26 s), and cost what they did. The price is that the kernel
+writes the pages back to the disk (every ~30 s, `dirty_expire`), as nginx-rtmp's
+segment files are: the pages stay reclaimable page cache, not the process's memory.
 
 A write that fails (disk full, directory gone) keeps the segment in memory: the
 caller gets None, and the failure is logged once per directory and counted.
