@@ -1,4 +1,4 @@
-"""What writing an expired segment to its file costs (`--expired-segments disk`).
+"""What writing an expired segment to the spill file costs (`--expired-segments disk`).
 
 Through `hls.spill.SpillDirectory`, as the server does: a segment's seven ~115 kB
 buffers (3.2 Mbit/s, 2 s, LL-HLS parts) written with one pwritev, each from a different
@@ -6,9 +6,9 @@ set of buffers (as a server writes segments whose bytes were received seconds be
 The CPU of this process (user and system) is reported per segment, in two phases:
 
 - filling: `--live` segments written while none has reached its deadline, so each
-  takes a new file (a server's first ~26 s, or a new channel's);
+  makes the file longer (a server's first ~26 s);
 - steady: `--segments` more, each written once the oldest one's deadline has passed,
-  so each overwrites a file that is free again (a running server).
+  so each overwrites a range that is free again (a running server).
 
     python -m benchmarks spillwrite [--dir DIR] [--segments 3000] [--live 1500]
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path("."))
     parser.add_argument("--segments", type=int, default=3000)
     parser.add_argument("--live", type=int, default=1500,
-                        help="files kept at once (200 streams x ~7 expired segments: 1400)")
+                        help="segments kept at once (200 streams x ~7 expired segments: 1400)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-spill-", dir=args.dir) as root:
         directory = SpillDirectory(Path(root))
@@ -75,6 +75,6 @@ def main(argv: list[str] | None = None) -> int:
             count = args.live if phase == "filling" else args.segments
             print(f"{phase:7}: {user:.3f} ms user + {system:.3f} ms system per "
                   f"{PARTS * PART_BYTES / 1e6:.1f} MB segment ({count} segments, "
-                  f"{args.live} files kept at once)")
+                  f"{args.live} kept at once)")
         directory.close()
     return 0

@@ -131,11 +131,11 @@ OPTIONS: tuple[Option, ...] = (
            "cap on HLS bytes held in memory per stream", "BYTES"),
     # RFC 8216 6.2.2 keeps a segment fetchable after it leaves the playlist: ~14 s of
     # media a channel at the defaults, half of what it holds, asked for only by late
-    # players. In files reused in place (hls.spill) that half costs the kernel ~0.1 ms a
-    # segment and no measurable CPU per stream in the steady state, against 5 MB of the
-    # process's memory per 3.2 Mbit/s stream; a stream's first ~7 expired segments take
-    # new files, which in a server's first half minute costs +0.2-0.4 ms per stream·s
-    # (benchmarks/README.md, "Expired segment files reused"). So disk is the default;
+    # players. In one file whose ranges are reused in place (hls.spill) that half costs
+    # the kernel ~0.1 ms a segment and no measurable CPU per stream in the steady state,
+    # against 5 MB of the process's memory per 3.2 Mbit/s stream; while the file grows (a
+    # server's first half minute) each segment lands on pages the file never had, which
+    # costs more (benchmarks/README.md, "Expired segments in one file"). So disk is the default;
     # memory is for a box with no disk to write on (and where writes fail, segments
     # stay in memory anyway).
     Option("expired_segments", _choice("memory", "disk"), "disk",

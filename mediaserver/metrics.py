@@ -258,13 +258,15 @@ class ServerCollector(Collector):
             yield CounterMetricFamily(f"{NAMESPACE}_hls_expired_segment_write_failures",
                                       "Expired segments that could not be written and stayed "
                                       "in memory.", value=hub.spill.failed)
-            files = GaugeMetricFamily(f"{NAMESPACE}_hls_expired_segment_files",
-                                      "Files under --data-dir/expired: holding an expired "
-                                      "segment, or spare (its deadline passed; reused next).",
-                                      labels=["state"])
-            files.add_metric(["in_use"], hub.spill.in_use)
-            files.add_metric(["spare"], hub.spill.spare)
-            yield files
+            yield GaugeMetricFamily(f"{NAMESPACE}_hls_expired_segments_in_file",
+                                    "Expired segments waiting out their retention in the "
+                                    "file under --data-dir/expired.", value=hub.spill.in_use)
+            file_bytes = GaugeMetricFamily(f"{NAMESPACE}_hls_expired_segment_file_bytes",
+                                           "Bytes of that file: holding expired segments, or "
+                                           "free for the next ones.", labels=["state"])
+            file_bytes.add_metric(["in_use"], hub.spill.bytes_in_use)
+            file_bytes.add_metric(["free"], hub.spill.bytes_free)
+            yield file_bytes
         ingest = CounterMetricFamily(f"{NAMESPACE}_stream_ingest_bytes",
                                      "Media payload bytes received for the current publish.",
                                      labels=["channel", "track"])

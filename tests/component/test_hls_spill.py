@@ -3,11 +3,13 @@ they had stayed, weigh nothing in memory while they wait, and leave no file behi
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from hls import spill as spill_module
 from hls.media import MediaPacket
 from hls.segmenter import Segmenter
 from hls.spill import SpillDirectory
@@ -62,10 +64,6 @@ def publish_three_times(segmenter: Segmenter, clock: Clock, media: Media) -> Non
         push(segmenter, clock, media, item)
 
 
-def files_in(spill: SpillDirectory) -> list[str]:
-    return sorted(os.listdir(spill.path))
-
-
 @pytest.mark.parametrize("part_duration", [PART_TARGET, None], ids=["ll-hls", "ts-only"])
 def test_expired_segments_come_back_from_their_files_byte_for_byte(
         hls_av: Media, tmp_path: Path, part_duration: float | None) -> None:
@@ -100,25 +98,32 @@ def test_expired_segments_come_back_from_their_files_byte_for_byte(
             continue
         served += name.endswith(".ts")
         assert bytes(in_files.segment(name) or b"") == bytes(kept), name
-    # One file per expired segment still kept; the others' are spares since their
-    # deadlines, reused for the segments that expired after them.
+    # One range of the file per expired segment still kept; the others' are free since
+    # their deadlines, and were taken by the segments that expired after them.
     assert spill.in_use == served > 0 and spill.written > served
-    assert len(files_in(spill)) == spill.in_use + spill.spare < spill.written
+    size = os.path.getsize(spill.file)
+    assert spill.bytes_in_use <= size <= spill.bytes_in_use + spill.bytes_free
+    assert spill.bytes_free < spill.bytes_in_use  # reused: not a range per segment written
     assert spill.failed == 0
 
-    # Past their deadlines their files are all spares.
+    # Past their deadlines their ranges are all free.
     for clock in clocks:
         clock.now += 3600
     assert all(in_files.segment(name) is None for name in expired)
-    assert spill.in_use == 0 and len(files_in(spill)) == spill.spare > 0
+    assert spill.in_use == spill.bytes_in_use == 0 < spill.bytes_free
     spill.close()
     assert not spill.path.exists()
 
 
 def test_a_failed_write_keeps_the_segment_in_memory(hls_av: Media, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+                                                     caplog: pytest.LogCaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     spill = SpillDirectory(tmp_path / "expired")
-    spill.path.rmdir()  # writes fail from here on (as on a full or vanished disk)
+
+    def disk_full(fd: int, buffers: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(spill_module.os, "pwritev", disk_full)  # writes fail from here on
     clock = Clock()
     segmenter = Segmenter(window=2, clock=clock, name_token="", part_duration=PART_TARGET,
                           spill=spill)
@@ -141,18 +146,18 @@ def test_memory_pressure_drops_only_segments_that_hold_memory(hls_av: Media,
                           spill=spill)
     publish_three_times(segmenter, clock, hls_av)
     expired = segmenter.playlist.media_sequence
-    files, in_use = files_in(spill), spill.in_use
-    assert files and in_use
+    in_use = spill.in_use, spill.bytes_in_use
+    assert in_use[0]
     segmenter.max_bytes = segmenter.bytes_held - 1  # just over: one listed segment must go
     segmenter._enforce_memory_cap()
     assert segmenter.bytes_held <= segmenter.max_bytes
     assert segmenter.playlist.media_sequence == expired + 1  # a listed one went early...
-    assert (files_in(spill), spill.in_use) == (files, in_use)  # ...and no written-out one
+    assert (spill.in_use, spill.bytes_in_use) == in_use  # ...and no written-out one
 
 
 def test_a_file_that_cannot_be_read_back_is_a_missing_segment(
         hls_av: Media, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Someone emptied the directory: late requests get nothing (a 404), counted and
+    """Someone cut the file short: late requests get nothing (a 404), counted and
     logged, and the channel goes on."""
     spill = SpillDirectory(tmp_path / "expired")
     clock = Clock()
@@ -162,8 +167,7 @@ def test_a_file_that_cannot_be_read_back_is_a_missing_segment(
     kept = [i for i in range(segmenter.playlist.media_sequence)
             if segmenter.segment(f"seg{i}.m4s") is not None]  # read back from their files
     assert kept
-    for name in files_in(spill):
-        os.unlink(spill.path / name)
+    os.truncate(spill.file, 0)
     first = kept[0]
     assert segmenter.segment(f"seg{first}.ts") is None
     assert segmenter.ts_packager.failed == 1

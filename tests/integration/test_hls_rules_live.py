@@ -86,7 +86,7 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
             # either way it comes back as the MPEG-TS it was.
             spill = server.hub.spill
             if expired_segments == "disk":
-                assert spill is not None and spill.written >= 1 and any(spill.path.iterdir())
+                assert spill is not None and spill.written >= 1 and spill.file.stat().st_size
             else:
                 assert spill is None and not (tmp_path / "expired").exists()
             async with session.get(http_url(server, f"/live/cam1/{first_uri}")) as response:
@@ -99,14 +99,16 @@ async def test_irregular_gop_publish_keeps_the_rules(tmp_path: Path, irregular_c
                 samples = metric_samples(await response.text())
             written = samples.get(("mediaserver_hls_expired_segments_written_total", ()))
             failed = samples.get(("mediaserver_hls_expired_segment_write_failures_total", ()))
-            in_use, spare = (samples.get(("mediaserver_hls_expired_segment_files",
-                                          (("state", state),))) for state in ("in_use", "spare"))
+            in_file = samples.get(("mediaserver_hls_expired_segments_in_file", ()))
+            in_use, free = (samples.get(("mediaserver_hls_expired_segment_file_bytes",
+                                         (("state", state),))) for state in ("in_use", "free"))
             if spill is not None:
                 assert (written, failed) == (spill.written, 0)
-                assert (in_use, spare) == (spill.in_use, spill.spare) and spill.in_use >= 1
-                assert len(list(spill.path.iterdir())) == spill.in_use + spill.spare
+                assert (in_file, in_use, free) == (
+                    spill.in_use, spill.bytes_in_use, spill.bytes_free) and spill.in_use >= 1
+                assert spill.file.stat().st_size <= spill.bytes_in_use + spill.bytes_free
             else:
-                assert (written, failed, in_use, spare) == (None, None, None, None)
+                assert (written, failed, in_file, in_use, free) == (None,) * 5
 
             # Conditional and gzipped playlist requests against the real server.
             async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:

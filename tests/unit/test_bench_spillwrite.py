@@ -18,5 +18,5 @@ def test_it_reports_both_phases_and_cleans_up(tmp_path: Path,
     assert [line.split(":")[0].strip() for line in lines] == ["filling", "steady"]
     for line, count in zip(lines, (4, 12), strict=True):
         user, system = map(float, re.findall(r"([\d.]+) ms", line))
-        assert user >= 0 and system >= 0 and f"({count} segments, 4 files kept" in line
+        assert user >= 0 and system >= 0 and f"({count} segments, 4 kept" in line
     assert list(tmp_path.iterdir()) == []

@@ -1,11 +1,14 @@
-"""hls.spill's files: buffers come back as written, short writes resume, a file is
-reused once its owner goes (and never read through the old owner), spares are bounded,
-and a start clears what dead processes left but nobody else's."""
+"""hls.spill's file: buffers come back as written, short writes resume, a range is
+reused once its owner goes (and never read through the old owner), free ranges merge so
+the file stays near what it holds, free space past the spare bytes is cut off, and a
+start clears what dead processes left but nobody else's."""
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hls import spill as spill_module
-from hls.spill import SpillDirectory
+from hls.spill import SpillDirectory, SpilledMedia
 
 
 @settings(max_examples=50, deadline=None)
@@ -50,39 +53,78 @@ def test_a_short_write_resumes_where_it_stopped(tmp_path: Path,
     assert [bytes(view) for view in media.load()] == buffers
 
 
-def test_a_file_is_reused_once_its_owner_goes(tmp_path: Path) -> None:
+def test_a_range_is_reused_once_its_owner_goes(tmp_path: Path) -> None:
     directory = SpillDirectory(tmp_path)
-    media = directory.write([b"a" * 5000, b"b" * 3000])
-    assert media is not None and media.path is not None
-    path = media.path
+    media = directory.write([b"a" * 5000, b"b" * 3000])  # two pages
+    assert media is not None and media.offset == 0
+    after = directory.write([b"z" * 10])
+    assert after is not None and after.offset == 2 * spill_module.PAGE_BYTES
     del media
     gc.collect()
-    assert (directory.in_use, directory.spare) == (0, 1)
-    shorter = directory.write([b"c" * 1000])  # overwrites the start; the rest is not its
-    assert shorter is not None and shorter.path == path and directory.spare == 0
+    assert (directory.in_use, directory.bytes_free) == (1, 2 * spill_module.PAGE_BYTES)
+    shorter = directory.write([b"c" * 1000])  # the first free range it fits: the start
+    assert shorter is not None and shorter.offset == 0
     assert [bytes(view) for view in shorter.load()] == [b"c" * 1000]
-    assert os.path.getsize(path) == 1000  # over twice as long as needed: cut to size
     shorter.remove()
     shorter.remove()  # twice is fine
-    assert (directory.in_use, directory.spare) == (0, 1)
+    assert (directory.in_use, directory.bytes_free) == (1, 2 * spill_module.PAGE_BYTES)
     with pytest.raises(FileNotFoundError):
         shorter.load()  # given up: never someone else's bytes
-    again = directory.write([b"d" * 900])
-    assert again is not None and again.path == path and os.path.getsize(path) == 1000
-    assert again.load_one(0) == b"d" * 900
+    longer = directory.write([b"d" * 9000])  # fits no free range: at the end
+    assert longer is not None and longer.offset == 3 * spill_module.PAGE_BYTES
+    assert longer.load_one(0) == b"d" * 9000 and after.load_one(0) == b"z" * 10
+    assert len(os.listdir(directory.path)) == 1
+    directory.close()
+    with pytest.raises(FileNotFoundError):
+        after.load()  # the file went with its directory
+
+
+def test_free_ranges_merge_and_the_first_fit_is_taken() -> None:
+    ranges = spill_module.FreeRanges()
+    assert [ranges.take(size) for size in (10, 20, 30, 40)] == [0, 10, 30, 60]
+    ranges.give(10, 20)
+    ranges.give(60, 40)
+    assert (ranges.take(25), ranges.free) == (60, 35)  # 10..30 is too short
+    ranges.give(30, 30)  # merges with 10..30 before it and 85..100 after it
+    ranges.give(60, 25)
+    assert (ranges.take(90), ranges.end, ranges.free) == (10, 100, 0)
+    ranges.give(0, 100)
+    assert ranges.cut_end(15) and (ranges.end, ranges.free) == (15, 15)
+    assert not ranges.cut_end(15)
+
+
+def test_steady_churn_keeps_the_file_near_what_it_holds(tmp_path: Path) -> None:
+    """Segments of varying sizes, each freed a fixed number of writes later (a deadline
+    in order), as channels do: the file stays within a few segments of the bytes held."""
+    directory = SpillDirectory(tmp_path)
+    rng = random.Random(7)
+    live: collections.deque[SpilledMedia] = collections.deque()
+    most = 0
+    for n in range(600):
+        media = directory.write([bytes([n % 256]) * rng.randrange(20_000, 60_000)])
+        assert media is not None
+        live.append(media)
+        most = max(most, directory.bytes_in_use)
+        if len(live) > 30:
+            live.popleft().remove()
+    assert os.path.getsize(directory.file) <= directory.bytes_in_use + directory.bytes_free
+    assert directory.bytes_in_use + directory.bytes_free < most + 5 * 60_000
+    assert all(media.load_one(0)[:1] == media.load_one(0)[-1:] for media in live)
     directory.close()
 
 
-def test_spare_files_are_bounded(tmp_path: Path) -> None:
-    """Channels that end free more files than are written: spares past the bound go."""
+def test_free_space_past_the_spare_bytes_is_cut_off(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channels that end free more than is written: the file is cut back."""
+    monkeypatch.setattr(spill_module, "SPARE_BYTES", 3 * spill_module.PAGE_BYTES)
     directory = SpillDirectory(tmp_path)
-    many = [directory.write([bytes([n]) * 10]) for n in range(spill_module._SPARE_FILES + 9)]
-    assert directory.in_use == len(many) == len(os.listdir(directory.path))
+    many = [directory.write([bytes([n]) * 10]) for n in range(12)]
+    assert directory.in_use == 12 == os.path.getsize(directory.file) // 4096 + 1
     for media in many:
         assert media is not None
         media.remove()
-    assert (directory.in_use, directory.spare) == (0, spill_module._SPARE_FILES)
-    assert len(os.listdir(directory.path)) == spill_module._SPARE_FILES
+    assert (directory.in_use, directory.bytes_free) == (0, 3 * spill_module.PAGE_BYTES)
+    assert os.path.getsize(directory.file) == 3 * spill_module.PAGE_BYTES
     directory.close()
     assert not directory.path.exists()
 
@@ -94,10 +136,11 @@ def test_a_start_clears_dead_processes_directories_only(tmp_path: Path) -> None:
     alive = tmp_path / str(os.getppid())
     for directory in (dead, alive, tmp_path / "notes"):
         directory.mkdir()
-        (directory / "0.seg").write_bytes(b"x")
+        (directory / "segments").write_bytes(b"x")
     ours = SpillDirectory(tmp_path)
     assert not dead.exists()
-    assert (alive / "0.seg").exists() and (tmp_path / "notes" / "0.seg").exists()
-    assert ours.path == tmp_path / str(os.getpid()) and list(ours.path.iterdir()) == []
+    assert (alive / "segments").exists() and (tmp_path / "notes" / "segments").exists()
+    assert ours.path == tmp_path / str(os.getpid())
+    assert list(ours.path.iterdir()) == [ours.file] and ours.file.stat().st_size == 0
     ours.close()
     assert not ours.path.exists() and alive.exists()
