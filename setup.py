@@ -14,6 +14,7 @@ setup(
             Extension("rtmp._chunk_reader", ["rtmp/_chunk_reader.pyx"]),
             Extension("mediaserver._coded_frames", ["mediaserver/_coded_frames.pyx"]),
             Extension("hls._fmp4", ["hls/_fmp4.pyx"]),
+            Extension("hls._plain_frames", ["hls/_plain_frames.pyx"]),
         ],
         compiler_directives={"language_level": "3"},
     )

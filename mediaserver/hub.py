@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from control_api.live import StreamStats
 from hls.media import MediaPacket
+from hls.plain_frames import PUSH_PLAIN_FRAMES
 from hls.resume import PlaylistResume
 from hls.segmenter import Segmenter, SegmentInfo
 from hls.spill import SpillDirectory
@@ -105,10 +106,22 @@ class SegmenterFeed:
 
     def handle_batch(self, items: list[ReaderItem | Skipped]) -> int:
         """handle() each item in order, a frame straight into Segmenter.push (the reader's
-        drain makes one call per read, not one per frame); how many failed (logged)."""
+        drain makes one call per read, not one per frame), runs of plain frames through
+        the compiled fast path where built (hls.plain_frames); how many failed (logged)."""
         failed = 0
-        push = self.segmenter.push
-        for item in items:
+        segmenter = self.segmenter
+        push = segmenter.push
+        index, count = 0, len(items)
+        while index < count:
+            if PUSH_PLAIN_FRAMES is not None:
+                try:
+                    index = PUSH_PLAIN_FRAMES(segmenter, items, index)
+                except Exception:  # then the frame at `index` goes to push(), which decides
+                    log.exception("HLS fast path of channel=%s failed", self.name)
+                if index == count:
+                    break
+            item = items[index]
+            index += 1
             try:
                 if type(item) is MediaPacket:
                     push(item)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
+import mediaserver.hub as hub_module
 from hls.resume import PlaylistResume
 from hls.segmenter import SegmentInfo, State
 from mediaserver.hub import HubEvent, HubSettings, Refusal, StreamHub
@@ -519,7 +520,29 @@ async def test_a_frame_the_segmenter_fails_on_is_counted_and_the_rest_go_in(
     monkeypatch.setattr(type(live.segmenter), "push", push)
     feed(publisher, av_clip())
     await settle()
-    # The drain handed the frames over in batches; one failed, the others went in.
-    assert live.reader.errors == 1 and len(pushed) > 100
+    # The drain handed the frames over in batches; one failed, the others went in
+    # (past the compiled fast path, push() sees the frames that meet a rule).
+    assert live.reader.errors == 1 and len(pushed) > 3
     assert "HLS reader of channel=cam failed on an item" in caplog.text
     assert rig.playlist().segments
+
+
+async def test_a_fast_path_failure_leaves_the_frame_to_push(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    rig = Rig()
+    publisher = rig.publish()
+    live = rig.hub.channels["cam"]
+    calls = []
+
+    def failing_once(segmenter, items, start):  # type: ignore[no-untyped-def]
+        calls.append(start)
+        if len(calls) == 5:
+            raise MemoryError("no room for a tuple")
+        return start  # takes nothing: push() gets every frame
+
+    monkeypatch.setattr(hub_module, "PUSH_PLAIN_FRAMES", failing_once)
+    feed(publisher, av_clip())
+    await settle()
+    assert len(calls) > 100 and live.reader.errors == 0
+    assert "HLS fast path of channel=cam failed" in caplog.text
+    assert len(rig.playlist().segments) >= 3

@@ -3,7 +3,8 @@
 rtmp._chunk_reader.ChunkReader must cut the same messages and raise the same
 errors as rtmp.chunk's pure reader, mediaserver._coded_frames must make the
 same packets, counts and clock state as mediaserver.coded_frames, and hls._fmp4
-the same fragments and track state as hls.fmp4, whatever the input. When the
+the same fragments and track state as hls.fmp4, whatever the input (hls._plain_frames
+against Segmenter.push: tests/component/test_plain_frames.py). When the
 extensions are switched off (MEDIASERVER_NO_EXTENSIONS) these comparisons are
 skipped; that the default build uses them is checked here too.
 """
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hls.fmp4 as fmp4
+import hls.plain_frames as plain_frames
 import mediaserver.coded_frames as coded_frames
 import rtmp.chunk as chunk
 from hls.media import MediaPacket
@@ -40,12 +42,14 @@ def test_the_compiled_path_is_used_unless_switched_off() -> None:
         assert coded_frames.take_coded_frames is coded_frames.pure_take_coded_frames
         assert coded_frames.TrackClock is coded_frames.PureTrackClock
         assert fmp4.build_fragment is fmp4.pure_build_fragment
+        assert plain_frames.PUSH_PLAIN_FRAMES is None  # Segmenter.push takes every frame
         return
     assert chunk.COMPILED_READER and chunk.ChunkReader is not PurePythonChunkReader
     assert coded_frames.COMPILED_FRAMES
     assert coded_frames.take_coded_frames is not coded_frames.pure_take_coded_frames
     assert coded_frames.TrackClock is not coded_frames.PureTrackClock
     assert fmp4.COMPILED_FRAGMENTS and fmp4.build_fragment is not fmp4.pure_build_fragment
+    assert plain_frames.PUSH_PLAIN_FRAMES is not None
 
 
 # --------------------------------------------------------------------------- ChunkReader
