@@ -16,6 +16,7 @@ from typing import Any
 
 from . import (
     cmafmux,
+    firsttouch,
     httpparse,
     httpreq,
     llviewers,
@@ -49,6 +50,8 @@ DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "tsjit": (tsjit.main, "what a TS segment muxed just in time costs its first request"),
     "spillwrite": (spillwrite.main, "what writing an expired segment to its file costs "
                                     "(--expired-segments disk), in-process"),
+    "firsttouch": (firsttouch.main, "what this machine charges for memory a process touches "
+                                    "for the first time (anonymous and page cache) and after"),
     "httpreq": (httpreq.main, "CPU per playlist and per segment request (wrk, keep-alive): "
                               "ours with and without the hot path, nginx-rtmp"),
     "httpparse": (httpparse.main, "the hot path's request-head parser: httptools against a "
